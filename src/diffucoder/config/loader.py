@@ -165,6 +165,11 @@ def _merge(base: dict, update: dict) -> dict:
     return out
 
 
+def quote_value(text: str) -> str:
+    """Quote a path or URI for a ``key=value`` override so it reads back as one string."""
+    return "'" + str(text).replace("'", "''") + "'"
+
+
 def parse_overrides(overrides: typing.Iterable[str]) -> dict:
     """``["a.b=3", "c=[1, 2]"]`` -> nested dict; values parsed as YAML scalars."""
     tree: dict = {}

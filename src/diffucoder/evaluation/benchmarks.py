@@ -32,7 +32,7 @@ class Benchmark:
 def _synthetic_records(cfg: EvaluateConfig, split: str) -> list[tuple[str, dict]]:
     from diffucoder.tasks import generate_suite
     suite = cfg.synthetic
-    tasks = generate_suite(suite.seed, suite.heldout_fraction, suite.max_per_family)
+    tasks = generate_suite(**suite.suite_args())
     return [(t.task_id, t.record()) for t in tasks if t.split == split]
 
 

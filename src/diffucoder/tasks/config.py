@@ -12,3 +12,10 @@ class TaskSuiteConfig:
     seed: int = setting(0, min=0, help="wording and test-input seed (the split does not depend on it)")
     heldout_fraction: float = setting(0.2, min=0.01, max=0.99, help="share of parameter sets held out")
     max_per_family: int = setting(40, min=0, help="tasks per family and split (0 = all)")
+    families: list[str] = setting(default_factory=list,
+                                  help="task families to include (empty = all); e.g. [affine_map, polynomial]")
+
+    def suite_args(self) -> dict:
+        """Keyword arguments of ``generate_suite`` for this config."""
+        return {"seed": self.seed, "heldout_fraction": self.heldout_fraction,
+                "max_per_family": self.max_per_family, "families": self.families or None}

@@ -15,9 +15,17 @@ from __future__ import annotations
 import argparse
 import json
 
+from diffucoder.config import quote_value
+
 STAGE = "pretrain"
 SHORTHANDS = {"data": "data.uri", "init": "model.init_from", "output": "output.uri",
               "checkpoint": "checkpoint.uri", "workdir": "output.workdir"}
+
+
+def shorthand_overrides(args: argparse.Namespace) -> list[str]:
+    """``--data X`` ... as the ``data.uri='X'`` overrides they stand for (quoted: one string each)."""
+    return [f"{key}={quote_value(getattr(args, name))}" for name, key in SHORTHANDS.items()
+            if getattr(args, name, None)]
 
 
 def add_arguments(parser: argparse.ArgumentParser, stage: str = STAGE) -> None:
@@ -39,14 +47,9 @@ def load_recipe(args: argparse.Namespace, stage: str):
     from diffucoder.training.config import TrainConfig
 
     path = args.config or recipe_path(args.preset, stage)
-    overrides = [f"{key}={_quote(getattr(args, name))}" for name, key in SHORTHANDS.items()
-                 if getattr(args, name, None)]
+    overrides = shorthand_overrides(args)
     return load_config(TrainConfig, path, [f"stage={stage}", *overrides, *args.overrides])
 
-
-def _quote(text: str) -> str:
-    """Quote a path or URI so the override parser reads it back as one string."""
-    return "'" + str(text).replace("'", "''") + "'"
 
 
 def run(args: argparse.Namespace, stage: str) -> int:

@@ -1,0 +1,216 @@
+"""RL prompts: what the policy is asked, the tests its answers run against, and the hard-prompt filter.
+
+    from diffucoder.rl.prompts import PromptSet, hard_subset, load_prompts, read_prompts
+    prompts, skipped = read_prompts("tasks/tasks-train.jsonl", "synthetic")
+    prompts[0].text          # the SFT chat template around the task's instruction
+    prompts[0].tests         # assert lines, one test each (the code reward is the share that pass)
+    prompts, skipped = read_prompts("acecode.jsonl", "acecode_jsonl")   # question + FIRST test appended
+    kept, table = hard_subset(prompts, {"id-1": [0.0, 1.0, 0.0], ...}, max_mean=0.5, min_variance=0.01)
+
+Two record formats:
+- ``synthetic``: the task suite (``diffucoder.tasks``): ``task_id``, ``instruction``,
+  ``asserts`` (else ``test`` + ``entry_point``, HumanEval's ``check``);
+- ``acecode_jsonl``: AceCode-87K: ``id``, ``question``, ``test_cases`` (assert strings). As in
+  the recipe the prompt shows the first test case after the question; all cases are run.
+
+Prompts are rendered with the chat template SFT trained on (``training.chat``), so the
+policy answers as it learned to: one fenced python block. A record whose tests the
+sandbox cannot plan (a syntax error in an assert) is skipped and counted.
+
+The hard filter keeps prompts whose pass rates (one per completion of a reference
+policy) have a low mean and a high (population) variance: some answers pass, most do
+not, so a group of rollouts has reward differences to learn from.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from diffucoder.errors import DiffucoderError
+from diffucoder.training.chat import render_prompt
+
+ACECODE_TEMPLATE = "{question}\n\nYour code should pass this test:\n{first_test}"
+
+
+@dataclass(frozen=True)
+class RLPrompt:
+    prompt_id: str
+    text: str                       # chat-rendered prompt: what the sampler continues
+    tests: str                      # assert lines (one test per top-level assert)
+    entry_point: str | None         # set for a HumanEval check(candidate) test
+    record: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+class PromptSet:
+    """Prompts as rows for ``training.data_loader.RowLoader`` (resumable, seeded order)."""
+
+    def __init__(self, prompts: Sequence[RLPrompt]):
+        if not prompts:
+            raise DiffucoderError("data: no usable prompts")
+        self.prompts = list(prompts)
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    def batch(self, indices: np.ndarray) -> list[RLPrompt]:
+        return [self.prompts[int(i)] for i in indices]
+
+
+def _string(record: dict, name: str, where: str) -> str:
+    value = record.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise DiffucoderError(f"{where}: field {name!r} must be a non-empty string, got {value!r}"[:300])
+    return value
+
+
+def synthetic_prompt(record: dict, where: str) -> RLPrompt:
+    """A task-suite (or HumanEval-style) record: the instruction, tested by its asserts."""
+    instruction = _string(record, "instruction", where)
+    asserts = record.get("asserts")
+    if isinstance(asserts, list) and asserts and all(isinstance(a, str) for a in asserts):
+        tests, entry = "\n".join(asserts) + "\n", None
+    else:
+        tests, entry = _string(record, "test", where), _string(record, "entry_point", where)
+    text = render_prompt([{"role": "user", "content": instruction}], where=where)
+    return RLPrompt(str(record.get("task_id", where)), text, tests, entry, record)
+
+
+def acecode_instruction(question: str, first_test: str) -> str:
+    return ACECODE_TEMPLATE.format(question=question.strip(), first_test=first_test.strip())
+
+
+def acecode_prompt(record: dict, where: str) -> RLPrompt:
+    """An AceCode record: the question with its first test case appended; every case is a test."""
+    question = _string(record, "question", where)
+    cases = record.get("test_cases")
+    if not isinstance(cases, list) or not cases or not all(isinstance(c, str) and c.strip() for c in cases):
+        raise DiffucoderError(f"{where}: 'test_cases' must be a non-empty list of assert strings")
+    text = render_prompt([{"role": "user", "content": acecode_instruction(question, cases[0])}], where=where)
+    tests = "\n".join(c.strip() for c in cases) + "\n"
+    return RLPrompt(str(record.get("id", where)), text, tests, None, record)
+
+
+BUILDERS = {"synthetic": synthetic_prompt, "acecode_jsonl": acecode_prompt}
+
+
+def read_prompts(path: str | os.PathLike, kind: str) -> tuple[list[RLPrompt], dict[str, int]]:
+    """Prompts of a JSONL file; (prompts, counts of records skipped by reason)."""
+    from diffucoder.sandbox import SandboxError
+    from diffucoder.sandbox.testplan import build_plan
+
+    if kind not in BUILDERS:
+        raise DiffucoderError(f"'data.kind': must be one of {sorted(BUILDERS)}, got {kind!r}")
+    path = Path(path)
+    if not path.is_file():
+        raise DiffucoderError(f"{path}: no such prompts file")
+    prompts, skipped, seen = [], {"unusable_tests": 0, "duplicate_id": 0}, set()
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DiffucoderError(f"{where}: not JSON: {err}") from None
+            if not isinstance(record, dict):
+                raise DiffucoderError(f"{where}: expected a JSON object")
+            prompt = BUILDERS[kind](record, where)
+            try:
+                build_plan(prompt.tests, prompt.entry_point)
+            except SandboxError:   # e.g. an AceCode case that is not valid Python
+                skipped["unusable_tests"] += 1
+                continue
+            if prompt.prompt_id in seen:
+                skipped["duplicate_id"] += 1
+                continue
+            seen.add(prompt.prompt_id)
+            prompts.append(prompt)
+    return prompts, skipped
+
+
+def limit_prompts(prompts: list[RLPrompt], tokenizer, max_tokens: int, max_prompts: int, seed: int
+                  ) -> tuple[list[RLPrompt], int]:
+    """Drop prompts longer than ``max_tokens``; then a seeded sample of ``max_prompts`` (0 = all),
+    kept in file order. Returns (prompts, number dropped as too long)."""
+    lengths = [len(ids) for ids in tokenizer([p.text for p in prompts], add_special_tokens=False)["input_ids"]]
+    fitting = [p for p, n in zip(prompts, lengths) if n <= max_tokens]
+    if max_prompts and len(fitting) > max_prompts:
+        chosen = np.sort(np.random.default_rng(seed).choice(len(fitting), max_prompts, replace=False))
+        fitting = [fitting[int(i)] for i in chosen]
+    return fitting, len(prompts) - sum(n <= max_tokens for n in lengths)
+
+
+# -- the hard-prompt filter ------------------------------------------------------------------
+
+
+def is_hard(rates: Sequence[float], max_mean: float, min_variance: float) -> bool:
+    """Low mean and high population variance of a prompt's pass rates."""
+    if not rates:
+        return False
+    values = np.asarray(rates, dtype=np.float64)
+    return bool(values.mean() <= max_mean and values.var() >= min_variance)
+
+
+def hard_subset(prompts: Sequence[RLPrompt], pass_rates: dict[str, Sequence[float]], max_mean: float,
+                min_variance: float) -> tuple[list[RLPrompt], list[dict[str, Any]]]:
+    """The prompts that pass ``is_hard``, in order, and one row per prompt (id, rates, mean,
+    variance, kept). A prompt without pass rates is an error naming it."""
+    missing = [p.prompt_id for p in prompts if p.prompt_id not in pass_rates]
+    if missing:
+        raise DiffucoderError(f"hard filter: no pass rates for {len(missing)} prompt(s), e.g. {missing[:3]}")
+    kept, table = [], []
+    for prompt in prompts:
+        rates = [float(r) for r in pass_rates[prompt.prompt_id]]
+        keep = is_hard(rates, max_mean, min_variance)
+        values = np.asarray(rates or [0.0])
+        table.append({"id": prompt.prompt_id, "pass_rates": rates, "mean": float(values.mean()),
+                      "variance": float(values.var()), "kept": keep})
+        if keep:
+            kept.append(prompt)
+    return kept, table
+
+
+def record_pass_rates(prompts: Sequence[RLPrompt]) -> dict[str, list[float]]:
+    """AceCode's precomputed pass rates: ``inferences[*].pass_rate`` of each record."""
+    out = {}
+    for prompt in prompts:
+        inferences = prompt.record.get("inferences")
+        if not isinstance(inferences, list) or not inferences:
+            raise DiffucoderError(f"hard filter (source records): prompt {prompt.prompt_id!r} has no "
+                                  "'inferences' list with pass rates")
+        try:
+            out[prompt.prompt_id] = [float(item["pass_rate"]) for item in inferences]
+        except (TypeError, KeyError, ValueError):
+            raise DiffucoderError(f"hard filter (source records): prompt {prompt.prompt_id!r}: every "
+                                  "inference needs a numeric 'pass_rate'") from None
+    return out
+
+
+def read_pass_rates(path: str | os.PathLike) -> dict[str, list[float]]:
+    """A pass-rates JSONL: ``{"id": ..., "pass_rates": [...]}`` per line (``write_pass_rates``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DiffucoderError(f"'hard_filter.pass_rates_file': {path} does not exist")
+    out = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            out[str(row["id"])] = [float(r) for r in row["pass_rates"]]
+        except (json.JSONDecodeError, TypeError, KeyError, ValueError) as err:
+            raise DiffucoderError(f"{path}:{number}: expected {{\"id\": ..., \"pass_rates\": [numbers]}}: "
+                                  f"{err}") from None
+    return out
+
+
+def write_pass_rates(path: str | os.PathLike, table: Sequence[dict[str, Any]]) -> Path:
+    """The filter's table as JSONL (readable by ``read_pass_rates``), written atomically."""
+    from diffucoder.tasks import write_jsonl
+    return write_jsonl(path, table)

@@ -1,0 +1,162 @@
+"""The end of an RL run (rank 0): summary, plots, Markdown report and the exported model.
+
+    summary = summarize(cfg, log.rows, extra={...})       # initial vs final reward / pass rate, ...
+    plot_curves(log.rows, Path("out/rl_curves.png"), title="coupled-GRPO")
+    text = render_report(summary, log.rows, config_yaml)
+    model_dir, uri = export_rl_model(cfg, module, tokenizer, log, summary, workdir, config_yaml)
+
+``<workdir>/model`` is the same Hugging Face directory the SFT stage exports (``config.json``,
+``model.safetensors``, tokenizer files, so evaluation and serving load it as they load
+an SFT model) plus ``training/``: ``metrics.jsonl``, ``rl_curves.png`` (reward, pass rate,
+KL, clip fraction), ``report.md``, ``recipe.yaml`` and ``summary.json``. It is published
+whole to ``output.uri`` when that is set. ``KFP_METRIC_KEYS`` are the summary's numbers
+worth a KFP ``Metrics`` entry.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from diffucoder.training.metrics import MetricsLog
+from diffucoder.training.report import rolling_mean
+
+TRAINING_DIR, PLOT = "training", "rl_curves.png"
+KFP_METRIC_KEYS = ("initial_reward_mean", "final_reward_mean", "initial_pass_rate", "final_pass_rate",
+                   "initial_eval_pass_rate", "final_eval_pass_rate", "mean_kl", "mean_clip_fraction",
+                   "mean_zero_adv_fraction", "mean_logp_var", "train_seconds", "seconds_per_step", "steps",
+                   "rollouts", "prompts", "params", "resumed_from_step")
+PANELS = (("reward_mean", "reward (mean total)"), ("pass_rate", "pass rate (all tests)"),
+          ("kl", "KL to reference (k3)"), ("clip_fraction", "clip fraction"))
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def summarize(rows: list[dict[str, Any]], window: int = 0) -> dict[str, Any]:
+    """Initial vs final figures: means over the first and the last ``window`` steps (default: a
+    quarter of the run, at least one), since a single step's rollouts are few and noisy."""
+    steps = [r for r in rows if r.get("reward_mean") is not None]
+    window = window or max(1, len(steps) // 4)
+    series = lambda key, part: [r[key] for r in part if r.get(key) is not None]  # noqa: E731
+    first, last = steps[:window], steps[-window:]
+    evals = [r for r in rows if r.get("eval_pass_rate") is not None]
+    seconds = series("seconds_step", steps)
+    return {
+        "summary_window_steps": window,
+        "initial_reward_mean": _mean(series("reward_mean", first)),
+        "final_reward_mean": _mean(series("reward_mean", last)),
+        "initial_pass_rate": _mean(series("pass_rate", first)),
+        "final_pass_rate": _mean(series("pass_rate", last)),
+        "initial_eval_pass_rate": evals[0]["eval_pass_rate"] if evals else None,
+        "final_eval_pass_rate": evals[-1]["eval_pass_rate"] if len(evals) > 1 else None,
+        "mean_kl": _mean(series("kl", steps)),
+        "mean_clip_fraction": _mean(series("clip_fraction", steps)),
+        "mean_zero_adv_fraction": _mean(series("zero_adv_fraction", steps)),
+        "mean_logp_var": _mean(series("logp_var", steps)),
+        "seconds_per_step": _mean(seconds),
+        "seconds_split": {name: _mean(series(f"seconds_{name}", steps))
+                          for name in ("rollout", "reward", "update")},
+        "rollouts": steps[-1]["rollouts"] if steps else 0,
+    }
+
+
+def plot_curves(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(10, 6.5), dpi=100, sharex=True)
+    for ax, (key, label) in zip(axes.flat, PANELS):
+        points = [(r["step"], r[key]) for r in rows if r.get(key) is not None and "reward_mean" in r]
+        if points:
+            steps, values = zip(*points)
+            width = max(2, len(values) // 8)
+            ax.plot(steps, values, "o-", color="tab:blue", alpha=0.35, markersize=3, label="per step")
+            ax.plot(steps, rolling_mean(list(values), width), color="tab:blue",
+                    label=f"mean of last {width} steps")
+        if key == "pass_rate":
+            evals = [(r["step"], r["eval_pass_rate"]) for r in rows if r.get("eval_pass_rate") is not None]
+            if evals:
+                ax.plot(*zip(*evals), "s--", color="tab:orange", label="held-out, greedy")
+        ax.set_title(label)
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=7)
+    from matplotlib.ticker import MaxNLocator
+    for ax in axes[1]:
+        ax.set_xlabel("RL step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "-" if value is None else str(value)
+
+
+COLUMNS = ("step", "reward_mean", "reward_std", "pass_rate", "format_reward", "zero_adv_fraction", "kl",
+           "clip_fraction", "completion_tokens", "logp_var", "seconds_step")
+
+
+def render_report(summary: dict[str, Any], rows: list[dict[str, Any]], config_yaml: str,
+                  image: str | None = PLOT) -> str:
+    lines = ["# RL report: coupled-GRPO", ""]
+    lines += ["| figure | value |", "|---|---|"]
+    lines += [f"| {key} | {_fmt(value)} |" for key, value in summary.items() if not isinstance(value, (dict, list))]
+    split = summary.get("seconds_split") or {}
+    if any(v is not None for v in split.values()):
+        lines += ["", "Seconds per step: " + ", ".join(f"{k} {_fmt(v)}" for k, v in split.items()) + "."]
+    lines += ["", f"Initial / final figures are means over the first / last {summary.get('summary_window_steps')} "
+                  "step(s); pass rate = share of rollouts passing every test."]
+    if image:
+        lines += ["", f"![reward, pass rate, KL, clip fraction]({image})"]
+    logged = [r for r in rows if r.get("reward_mean") is not None]
+    if logged:
+        shown = logged if len(logged) <= 16 else logged[:: max(1, len(logged) // 12)] + [logged[-1]]
+        lines += ["", "## Steps", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+        for r in dict((r["step"], r) for r in shown).values():
+            lines.append("| " + " | ".join(_fmt(r.get(c)) for c in COLUMNS) + " |")
+    lines += ["", "## Recipe", "", "```yaml", config_yaml.rstrip(), "```", ""]
+    return "\n".join(lines)
+
+
+def export_rl_model(cfg, module, tokenizer, log: MetricsLog, summary: dict[str, Any], workdir: Path,
+                    config_yaml: str) -> tuple[Path, str, str]:
+    """Write ``<workdir>/model`` (+ ``training/``) and publish it to ``cfg.output.uri``."""
+    from diffucoder.model import save_model
+
+    model_dir = workdir / "model"
+    save_model(module, model_dir)
+    tokenizer.save_pretrained(str(model_dir))
+    training = model_dir / TRAINING_DIR
+    training.mkdir(exist_ok=True)
+    shutil.copy2(log.path, training / "metrics.jsonl")
+    plot_curves(log.rows, training / PLOT,
+                title=f"coupled-GRPO: {summary.get('params', 0) / 1e6:.1f}M params, "
+                      f"{summary.get('rollouts', 0):,} rollouts")
+    report = render_report(summary, log.rows, config_yaml)
+    (training / "report.md").write_text(report)
+    (training / "recipe.yaml").write_text(config_yaml)
+    (training / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    uri = ""
+    if cfg.output.uri:
+        from diffucoder.store import resolve
+        store, name = resolve(cfg.output.uri)
+        store.put_artifact(name, model_dir, metadata={
+            "kind": "model", "stage": "rl", "format": "huggingface-dream", "params": summary.get("params"),
+            "steps": summary.get("steps"), "final_reward_mean": summary.get("final_reward_mean"),
+            "final_pass_rate": summary.get("final_pass_rate")})
+        uri = store.uri(name)
+    return model_dir, uri, report

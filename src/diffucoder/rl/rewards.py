@@ -1,0 +1,135 @@
+"""Rewards of a code answer: format (one fenced python block that parses) and code (tests passed).
+
+    from diffucoder.rl import RewardConfig, format_reward, score_completions
+    from diffucoder.sandbox import Sandbox
+    format_reward("```python\\ndef f():\\n    return 1\\n```")        # 1.0
+    with Sandbox(timeout_s=5) as sandbox:
+        rewards = score_completions(sandbox, texts, [task.test] * len(texts),
+                                    [task.entry_point] * len(texts), RewardConfig())
+    [(r.format, r.code, r.total, r.verdict) for r in rewards]
+
+The answer is the text up to the first ``<|im_end|>`` (as evaluation reads it). Its format
+reward is
+
+* 1.0 when it holds exactly one fenced code block — an opening fence with no tag or a
+  lower-case python tag (```` ```python ````, ```` ```py ````, ```` ```python3 ````) ending its line, a closing
+  ```` ``` ````, no other ```` ``` ```` anywhere in the answer — whose code is non-empty and parses;
+* 0.5 for such a block whose code does not parse (or is empty);
+* 0.0 otherwise: no block, an unclosed block, two or more blocks (even if one of them parses:
+  the answer must be unambiguous), or a block tagged with another language.
+
+The code reward is the fraction of the task's tests that pass in the sandbox, computed only
+when the format reward is 1 (else 0, and nothing runs). The sandbox decides passes in its
+trusted parent (``diffucoder.sandbox``): exiting early, always-equal objects, printed
+markers and patched builtins never pass. Its denominator is the number of tests the task
+has: one per top-level assert statement or ``TestCase``; for a HumanEval-style
+``check(candidate)`` one per assert line in ``check`` (an assert that never ran is not passed).
+Tests may be assert / ``check()`` source, a list of assert lines, or a ``TestCase`` list.
+``total = format_weight * format + code_weight * code`` (weights 0.5 and 2.0 in the recipe).
+"""
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from diffucoder.config import setting
+from diffucoder.errors import DiffucoderError
+from diffucoder.sandbox import Sandbox, SandboxError, TestCase, Verdict
+from diffucoder.sandbox.testplan import build_plan
+from diffucoder.training.chat import IM_END
+
+# Exactly one fenced block: no ``` before the opening fence, none inside, none after the closing one.
+ONE_BLOCK_RE = re.compile(r"\A(?:(?!```).)*```(?:python3|python|py)?[ \t]*\n"
+                          r"(?P<code>(?:(?!```).)*)```(?:(?!```).)*\Z", re.DOTALL)
+NOT_RUN = "not_run"   # the verdict of a completion whose format reward is not 1
+
+
+@dataclass
+class RewardConfig:
+    format_weight: float = setting(0.5, min=0.0, help="weight of the format reward in the total")
+    code_weight: float = setting(2.0, min=0.0, help="weight of the code reward (fraction of tests passed)")
+
+
+@dataclass(frozen=True)
+class Reward:
+    format: float        # 1.0, 0.5 or 0.0
+    code: float          # fraction of the task's tests passed (0 unless format == 1)
+    total: float         # format_weight * format + code_weight * code
+    tests_passed: int
+    tests_total: int     # 0 when the tests did not run
+    verdict: str         # the sandbox verdict ("pass", "fail", "error", ...) or "not_run"
+
+
+def answer_code(text: str) -> str | None:
+    """The code of the answer's single fenced python block; None if the answer has no such block."""
+    match = ONE_BLOCK_RE.match(text.split(IM_END, 1)[0])
+    return match.group("code") if match else None
+
+
+def format_reward(text: str) -> float:
+    """1.0: exactly one fenced python block that parses; 0.5: one that does not; 0.0 otherwise."""
+    code = answer_code(text)
+    if code is None:
+        return 0.0
+    if not code.strip():
+        return 0.5
+    try:
+        ast.parse(code)
+    except (SyntaxError, ValueError):  # ValueError: null bytes in the source
+        return 0.5
+    return 1.0
+
+
+def _as_tests(tests: str | list, index: int) -> str | list[TestCase]:
+    """The sandbox's forms (assert / check() source, TestCase list), plus a list of assert lines."""
+    if isinstance(tests, (list, tuple)) and tests and all(isinstance(t, str) for t in tests):
+        return "\n".join(tests)
+    if isinstance(tests, str) or (isinstance(tests, (list, tuple)) and all(isinstance(t, TestCase) for t in tests)):
+        return tests if isinstance(tests, str) else list(tests)
+    raise DiffucoderError(f"score_completions: tests[{index}] must be assert / check() source, a list of assert "
+                          f"lines or a list of TestCase, got {type(tests).__name__}")
+
+
+def planned_test_count(tests: str | list[TestCase], entry_point: str | None) -> int:
+    """How many tests the task has (raises SandboxError for tests the sandbox would refuse)."""
+    plan = build_plan(tests, entry_point)
+    if plan.style != "check":
+        return len(plan.tests)
+    lines = set()
+    for node in ast.parse(plan.source).body:
+        if isinstance(node, ast.FunctionDef) and node.name == "check":
+            lines |= {sub.lineno for sub in ast.walk(node) if isinstance(sub, ast.Assert)}
+    return max(len(lines), 1)
+
+
+def score_completions(sandbox: Sandbox, completions: Sequence[str], tests: Sequence[str | list[TestCase]],
+                      entry_points: Sequence[str | None], cfg: RewardConfig) -> list[Reward]:
+    """One ``Reward`` per completion; the well-formatted ones run concurrently in ``sandbox``."""
+    if isinstance(completions, str) or not len(completions) == len(tests) == len(entry_points):
+        raise DiffucoderError(f"score_completions: need one test set and entry point per completion; got "
+                              f"{len(completions)} completions, {len(tests)} tests, {len(entry_points)} entry points")
+    formats = [format_reward(text) for text in completions]
+    jobs, planned = [], []
+    for index, (text, fmt) in enumerate(zip(completions, formats)):
+        if fmt != 1.0:
+            continue
+        task_tests = _as_tests(tests[index], index)
+        try:
+            planned.append(planned_test_count(task_tests, entry_points[index]))
+        except SandboxError as err:
+            raise DiffucoderError(f"score_completions: the tests of completion {index} cannot run: {err}") from None
+        jobs.append((answer_code(text), task_tests, entry_points[index]))
+    results = iter(zip(sandbox.run_many(jobs) if jobs else [], planned))
+    rewards = []
+    for fmt in formats:
+        passed, total, verdict = 0, 0, NOT_RUN
+        if fmt == 1.0:
+            result, count = next(results)
+            passed = sum(outcome.verdict is Verdict.PASS for outcome in result.tests)
+            total, verdict = max(count, len(result.tests)), result.verdict.value
+        code = passed / total if total else 0.0
+        rewards.append(Reward(format=fmt, code=code, total=cfg.format_weight * fmt + cfg.code_weight * code,
+                              tests_passed=passed, tests_total=total, verdict=verdict))
+    return rewards

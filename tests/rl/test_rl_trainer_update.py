@@ -1,0 +1,104 @@
+"""The GRPO update on real rollouts of a micro model: direction, inner iterations, zero advantage."""
+import copy
+
+import pytest
+import torch
+
+from diffucoder.model import load_model
+from diffucoder.rl.config import engine_config
+from diffucoder.rl.logprobs import EstimatorConfig, estimator_passes
+from diffucoder.rl.prompts import read_prompts
+from diffucoder.rl.rollouts import generate_rollouts
+from diffucoder.rl.update import batch_logprobs, estimator_variance, grpo_update
+from diffucoder.sampling import load_tokenizer
+from diffucoder.training.distributed import init_distributed
+from diffucoder.training.engines import build_engine
+from tests.rl.rl_trainer_helpers import make_model_dir, make_suite, micro_rl_config
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rl-update")
+    model_dir, suite = make_model_dir(root / "sft"), make_suite(root / "tasks")
+    tokenizer = load_tokenizer(model_dir)
+    prompts, _ = read_prompts(suite / "tasks-train.jsonl", "synthetic")
+    model = load_model(model_dir)
+    end_ids = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|dlm_pad|>")]
+    cfg = micro_rl_config(model_dir, suite, root / "w")
+    batch = generate_rollouts(model, tokenizer, prompts[:2], 2, cfg.rollout.sampling,
+                              torch.Generator().manual_seed(0), end_ids)
+    return model_dir, suite, root, model, batch
+
+
+def _setup(assets, extra=()):
+    model_dir, suite, root, model, batch = assets
+    cfg = micro_rl_config(model_dir, suite, root / "w", extra=["optim.weight_decay=0", *extra])
+    policy = copy.deepcopy(model).train()
+    torch.manual_seed(0)
+    engine = build_engine(policy, engine_config(cfg, 1), init_distributed("none"))
+    return cfg, engine, batch
+
+
+def _sequence_logp(model, batch, mask_id) -> torch.Tensor:
+    """Deterministic per-row log-likelihood (full-mask estimator)."""
+    est = EstimatorConfig(method="full_mask")
+    passes = estimator_passes(batch.mask, est, torch.Generator().manual_seed(0))
+    return batch_logprobs(model, batch, passes, est, mask_id, batch.rows).sum(dim=1)
+
+
+def test_update_moves_likelihood_towards_positive_advantage(assets):
+    cfg, engine, batch = _setup(assets, ["objective.beta=0", "objective.mu=1", "optim.lr=3e-3"])
+    mask_id = engine.module.config.mask_token_id
+    advantages = torch.tensor([1.0, -1.0, -1.0, 1.0])
+    before = _sequence_logp(engine.module, batch, mask_id)
+    stats = grpo_update(engine, None, batch, advantages, cfg, mask_id, [7], micro=2)
+    after = _sequence_logp(engine.module, batch, mask_id)
+    change = after - before
+    assert change[advantages > 0].mean() > change[advantages < 0].mean()
+    assert stats["grad_norm"] > 0 and stats["kl"] == 0.0
+    # one iteration: old log-probs are the policy's own, so rho is 1 and nothing is clipped
+    assert stats["ratio_mean"] == pytest.approx(1.0, abs=1e-6) and stats["clip_fraction"] == 0.0
+    assert stats["logp_var"] > 0      # an extra mask draw measures the estimator's noise
+
+
+def test_old_logprobs_are_taken_once_before_the_updates(assets):
+    # With mu=2, the second iteration's ratio compares the updated policy with the old one:
+    # a large step and a tight clip make it leave [1 - eps, 1 + eps]. Were the old log-probs
+    # recomputed after the first update, rho would stay 1 and nothing would be clipped.
+    cfg, engine, batch = _setup(assets, ["objective.beta=0", "objective.mu=2", "optim.lr=3e-2",
+                                         "objective.eps=0.001", "optim.clip=0"])
+    advantages = torch.tensor([1.0, -1.0, -1.0, 1.0])
+    stats = grpo_update(engine, None, batch, advantages, cfg, engine.module.config.mask_token_id, [3, 4], micro=4)
+    assert stats["clip_fraction"] > 0 and stats["ratio_mean"] != pytest.approx(1.0, abs=1e-6)
+    assert engine.scheduler.last_epoch == 2    # mu optimizer steps
+
+
+def test_all_equal_rewards_leave_the_weights_untouched(assets):
+    cfg, engine, batch = _setup(assets, ["objective.beta=0", "objective.mu=2"])
+    before = {k: v.clone() for k, v in engine.module.state_dict().items()}
+    stats = grpo_update(engine, None, batch, torch.zeros(batch.rows), cfg, engine.module.config.mask_token_id,
+                        [1, 2], micro=2)
+    assert stats["grad_norm"] == 0.0
+    assert all(torch.equal(before[k], v) for k, v in engine.module.state_dict().items())
+
+
+def test_kl_to_the_reference(assets):
+    cfg, engine, batch = _setup(assets, ["objective.beta=0.5", "objective.mu=1"])
+    mask_id = engine.module.config.mask_token_id
+    same = copy.deepcopy(engine.module).eval()
+    stats = grpo_update(engine, same, batch, torch.zeros(batch.rows), cfg, mask_id, [5], micro=4)
+    assert stats["kl"] == pytest.approx(0.0, abs=1e-6) and stats["grad_norm"] < 1e-3
+    other = copy.deepcopy(engine.module).eval()
+    with torch.no_grad():
+        for param in other.parameters():
+            param.add_(0.05 * torch.randn_like(param))
+    stats = grpo_update(engine, other, batch, torch.zeros(batch.rows), cfg, mask_id, [5], micro=4)
+    assert stats["kl"] > 1e-4 and stats["grad_norm"] > 0     # the KL alone pulls towards the reference
+
+
+def test_estimator_variance_is_across_draws():
+    mask = torch.tensor([[True, True], [True, False], [False, False]])
+    draws = [torch.tensor([[1.0, 1.0], [2.0, 0.0], [0.0, 0.0]]), torch.tensor([[3.0, 1.0], [4.0, 0.0], [0.0, 0.0]])]
+    # row sums (2, 4) and (2, 4): variance 2 and 2; the empty third row is left out
+    assert estimator_variance(draws, mask) == pytest.approx(2.0)
+    assert estimator_variance(draws[:1], mask) != estimator_variance(draws[:1], mask)   # NaN with one draw
