@@ -1,16 +1,13 @@
 """Container images the components run in (built from ``images/``, tagged with the version).
 
 The registry can be changed at compile time with ``DIFFUCODER_IMAGE_REGISTRY``; the
-committed compiled pipeline uses the default.
+committed compiled pipeline uses the default. One definition (``diffucoder.kube.image_ref``)
+names the images for the components, the cluster jobs and ``images/build.sh``.
 """
-import os
+from diffucoder.kube.config import image_ref
 
-from diffucoder import __version__
-
-REGISTRY = os.environ.get("DIFFUCODER_IMAGE_REGISTRY", "ghcr.io/diffucoder-platform")
-
-BASE_IMAGE = f"{REGISTRY}/diffucoder-base:{__version__}"    # CPU: curate, evaluate, launchers
-TRAIN_IMAGE = f"{REGISTRY}/diffucoder-train:{__version__}"  # CUDA + DeepSpeed: TrainJob pods
-SERVE_IMAGE = f"{REGISTRY}/diffucoder-serve:{__version__}"  # KServe model server
+BASE_IMAGE = image_ref("base")    # CPU: curate, evaluate, launchers, deploy
+TRAIN_IMAGE = image_ref("train")  # CUDA + DeepSpeed: in-process training steps, TrainJob pods
+SERVE_IMAGE = image_ref("serve")  # KServe model server
 
 ALL_IMAGES = {"base": BASE_IMAGE, "train": TRAIN_IMAGE, "serve": SERVE_IMAGE}

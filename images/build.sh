@@ -5,8 +5,8 @@
 #   images/build.sh --push serve         # build and push one
 #   images/build.sh --dry-run            # print the commands only
 #
-# Registry: $DIFFUCODER_IMAGE_REGISTRY, default the one in components/images.py (the same
-# names the components and the chart use). $DOCKER picks the client (docker, podman, ...).
+# Registry: $DIFFUCODER_IMAGE_REGISTRY, default the project's (diffucoder.kube.image_ref names
+# every image: the components, the cluster jobs and this script). $DOCKER picks the client.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -27,9 +27,9 @@ for arg in "$@"; do
 done
 [[ ${#images[@]} -gt 0 ]] || images=("${ALL_IMAGES[@]}")
 
-# Version and registry come from the project itself, never typed here.
+# Version and image names come from the project itself, never typed here.
 VERSION="$(cd "$ROOT" && PYTHONPATH=src "$PYTHON" -c 'import diffucoder; print(diffucoder.__version__)')"
-REGISTRY="$(cd "$ROOT" && PYTHONPATH="src:." "$PYTHON" -c 'from components.images import REGISTRY; print(REGISTRY)')"
+image_ref() { (cd "$ROOT" && PYTHONPATH=src "$PYTHON" -c 'import sys; from diffucoder.kube.config import image_ref; print(image_ref(sys.argv[1]))' "$1"); }
 
 run() {
   printf '%q ' "$@"; echo
@@ -37,7 +37,7 @@ run() {
 }
 
 for name in "${images[@]}"; do
-  ref="$REGISTRY/diffucoder-$name:$VERSION"
+  ref="$(image_ref "$name")"
   run "$DOCKER" build --file "$ROOT/images/$name/Dockerfile" --tag "$ref" \
     --label "org.opencontainers.image.version=$VERSION" \
     --label "org.opencontainers.image.title=diffucoder-$name" "$ROOT"

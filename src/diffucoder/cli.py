@@ -46,6 +46,7 @@ def _load_optional_commands() -> None:
         "rl": ("diffucoder.rl.cli", "coupled-GRPO reinforcement learning"),
         "tasks": ("diffucoder.tasks.cli", "write the synthetic function-writing task suite"),
         "serve": ("diffucoder.serving.cli", "serve a model over HTTP (KServe + OpenAI routes)"),
+        "kube": ("diffucoder.kube.cli", "render/launch training jobs, deploy to KServe"),
     }
     for name, (module, summary) in optional.items():
         if name not in COMMANDS and _module_exists(module):

@@ -1,0 +1,3 @@
+from components.deploy.component import deploy
+
+__all__ = ["deploy"]

@@ -1,0 +1,124 @@
+"""Cluster defaults per preset: ``configs/<preset>/cluster.yaml`` (training jobs and serving).
+
+    cfg = load_cluster_config("7b-gpu", ["training.kind=pytorchjob", "training.stages.sft.nodes=4"])
+    shape = cfg.training.shape("pretrain")            # nodes, GPUs, CPU, memory of that stage
+    spec = training_job_spec(cfg, "pretrain", name="r1-pretrain", namespace="ml-team",
+                             command=stage_command("pretrain", "7b-gpu", overrides))
+    isvc = inference_spec(cfg, name="diffucoder-r1", namespace="ml-team", storage_uri=uri)
+
+The image defaults to the project's image of this version (``image_ref``), the same tag
+``components/images.py`` and ``images/build.sh`` use.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from diffucoder import __version__
+from diffucoder.config import load_config, setting
+from diffucoder.kube.inference import InferenceSpec
+from diffucoder.kube.training_job import TrainingJobSpec
+
+DEFAULT_REGISTRY = "ghcr.io/diffucoder-platform"
+
+
+def image_ref(name: str) -> str:
+    """``<registry>/diffucoder-<name>:<version>`` (registry: ``$DIFFUCODER_IMAGE_REGISTRY``)."""
+    registry = os.environ.get("DIFFUCODER_IMAGE_REGISTRY", DEFAULT_REGISTRY)
+    return f"{registry}/diffucoder-{name}:{__version__}"
+
+
+@dataclass
+class NodeShape:
+    """The size of one stage's job: how many nodes, and what each one gets."""
+
+    nodes: int = setting(1, min=1, max=1024, help="nodes (pods) of the job")
+    gpus_per_node: int = setting(0, min=0, max=64, help="nvidia.com/gpu per node")
+    procs_per_node: int = setting(0, min=0, max=64, help="torchrun processes per node; 0: one "
+                                                         "per GPU (1 without GPUs)")
+    cpu: str = setting("2", help="CPU per node (requests = limits)")
+    memory: str = setting("8Gi", help="memory per node (requests = limits)")
+    gpu_memory_gib: float = setting(0.0, min=0.0, help="memory of one GPU, to check the estimate "
+                                                       "against; 0 = not checked")
+
+
+@dataclass
+class TrainingCluster:
+    kind: str = setting("trainjob", choices=("trainjob", "pytorchjob"),
+                        help="Kubeflow Trainer v2 TrainJob, or training-operator PyTorchJob")
+    namespace: str = setting("", help="namespace of the jobs; empty: the current one")
+    image: str = setting("", help="training image; empty: the project's diffucoder-train image")
+    runtime: str = setting("diffucoder-torch", help="TrainingRuntime the TrainJobs use (chart)")
+    service_account: str = setting("diffucoder-jobs", help="service account of the pods (chart)")
+    s3_secret: str = setting("diffucoder-s3", help="Secret with the store's settings and keys")
+    node_selector: dict[str, str] = setting(default_factory=dict, help="node labels to run on")
+    tolerations: list[dict[str, Any]] = setting(default_factory=list, help="taints to tolerate")
+    checkpoint_pvc: str = setting("", help="ReadWriteMany PVC for checkpoints; empty: the store")
+    checkpoint_mount: str = setting("/mnt/checkpoints", help="where the PVC is mounted")
+    shm_size: str = setting("2Gi", help="size of the in-memory /dev/shm")
+    backoff_limit: int = setting(0, min=0, help="PyTorchJob restarts before failing")
+    ttl_s: int = setting(86400, min=0, help="PyTorchJob kept this long after finishing")
+    timeout_s: int = setting(86400, min=1, help="launcher: give up (and delete the job) after")
+    poll_s: float = setting(15.0, min=0.01, help="launcher: seconds between status polls")
+    stuck_after_s: float = setting(600.0, min=0.0, help="launcher: fail when pods cannot start "
+                                                       "(bad image, missing Secret key) this long")
+    stages: dict[str, NodeShape] = setting(default_factory=dict,
+                                           help="job size per stage (pretrain, sft, rl)")
+
+    def shape(self, stage: str) -> NodeShape:
+        return self.stages.get(stage, NodeShape())
+
+
+@dataclass
+class ServingCluster:
+    namespace: str = setting("", help="namespace of the InferenceService; empty: the current one")
+    runtime: str = setting("diffucoder-runtime", help="KServe ServingRuntime (chart)")
+    service_account: str = setting("diffucoder-kserve", help="S3-annotated service account (chart)")
+    gpus: int = setting(0, min=0, max=16, help="nvidia.com/gpu per replica")
+    cpu: str = setting("2", help="CPU per replica")
+    memory: str = setting("8Gi", help="memory per replica")
+    node_selector: dict[str, str] = setting(default_factory=dict, help="node labels to run on")
+    tolerations: list[dict[str, Any]] = setting(default_factory=list, help="taints to tolerate")
+    min_replicas: int = setting(1, min=0, help="minimum replicas")
+    max_replicas: int = setting(1, min=1, help="maximum replicas")
+    deployment_mode: str = setting("", choices=("", "RawDeployment", "Serverless"),
+                                   help="KServe deployment mode; empty: the cluster's default")
+    timeout_s: int = setting(900, min=1, help="deploy: roll back if not Ready within")
+    poll_s: float = setting(5.0, min=0.01, help="deploy: seconds between status polls")
+
+
+@dataclass
+class ClusterConfig:
+    training: TrainingCluster = field(default_factory=TrainingCluster)
+    serving: ServingCluster = field(default_factory=ServingCluster)
+
+
+def load_cluster_config(preset: str, overrides: list[str] | tuple[str, ...] = ()) -> ClusterConfig:
+    from diffucoder.config.recipes import recipe_path
+    return load_config(ClusterConfig, recipe_path(preset, "cluster"), list(overrides))
+
+
+def training_job_spec(cfg: ClusterConfig, stage: str, *, name: str, namespace: str,
+                      command: list[str], labels: dict[str, str] | None = None) -> TrainingJobSpec:
+    t, shape = cfg.training, cfg.training.shape(stage)
+    return TrainingJobSpec(
+        name=name, namespace=namespace, image=t.image or image_ref("train"), command=command,
+        nodes=shape.nodes, gpus_per_node=shape.gpus_per_node, procs_per_node=shape.procs_per_node,
+        cpu=shape.cpu, memory=shape.memory, shm_size=t.shm_size, node_selector=dict(t.node_selector),
+        tolerations=[dict(x) for x in t.tolerations], s3_secret=t.s3_secret,
+        checkpoint_pvc=t.checkpoint_pvc, checkpoint_mount=t.checkpoint_mount,
+        service_account=t.service_account, runtime=t.runtime,
+        labels={"diffucoder.io/stage": stage, **(labels or {})},
+        backoff_limit=t.backoff_limit, ttl_s=t.ttl_s).validate()
+
+
+def inference_spec(cfg: ClusterConfig, *, name: str, namespace: str, storage_uri: str,
+                   allow_local_uri: bool = False) -> InferenceSpec:
+    s = cfg.serving
+    return InferenceSpec(
+        name=name, namespace=namespace, storage_uri=storage_uri, runtime=s.runtime,
+        service_account=s.service_account, gpus=s.gpus, cpu=s.cpu, memory=s.memory,
+        node_selector=dict(s.node_selector), tolerations=[dict(x) for x in s.tolerations],
+        min_replicas=s.min_replicas, max_replicas=s.max_replicas,
+        deployment_mode=s.deployment_mode, allow_local_uri=allow_local_uri).validate()
