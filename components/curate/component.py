@@ -16,6 +16,7 @@ def curate(
     run_name: str,
     run_id: str,
     overrides: list,
+    start_stage: str,
     curated: dsl.Output[dsl.Dataset],
     metrics: dsl.Output[dsl.Metrics],
     report: dsl.Output[dsl.Markdown],
@@ -29,10 +30,12 @@ def curate(
         run_name: name of this run in the store; empty = ``run_id``.
         run_id: the pipeline job id (filled in by the pipeline).
         overrides: ``key.sub=value`` recipe overrides.
+        start_stage: ``curate`` runs the step; ``sft`` / ``rl`` (a run from an existing model)
+            skip it: the output is then an empty reference.
     """
     from diffucoder.stage_io import publish
     from diffucoder.stages.curate import run_curate_stage
 
     out = run_curate_stage(preset=preset, input_uri=input_uri, store_root=store_root,
-                           run_name=run_name or run_id, overrides=list(overrides))
+                           run_name=run_name or run_id, overrides=list(overrides), start_stage=start_stage)
     publish(out, artifact=curated, metrics=metrics, report=report)

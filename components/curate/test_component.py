@@ -12,7 +12,8 @@ from components.testing import compile_component
 
 def test_component_interface_is_typed():
     spec = curate.component_spec
-    assert set(spec.inputs) == {"preset", "input_uri", "store_root", "run_name", "run_id", "overrides"}
+    assert set(spec.inputs) == {"preset", "input_uri", "store_root", "run_name", "run_id", "overrides",
+                                "start_stage"}
     assert {name: out.type for name, out in spec.outputs.items()} == {
         "curated": "system.Dataset@0.0.1", "metrics": "system.Metrics@0.0.1",
         "report": "system.Markdown@0.0.1"}
@@ -56,7 +57,7 @@ def test_runs_on_the_local_runner(tmp_path):
     task = curate(preset="tiny-cpu", input_uri=str(corpus), store_root=(tmp_path / "store").as_uri(),
                   run_name="t1", run_id="job-1",
                   overrides=["tokenizer.vocab_size=300", "pack.seq_len=32", "pack.val_fraction=0.1",
-                             "decontam.enabled=false"])
+                             "decontam.enabled=false"], start_stage="curate")
     ref = json.loads((tmp_path / "kfp").glob("*/curate/curated/artifact-ref.json").__next__().read_text())
     assert ref["uri"] == (tmp_path / "store").as_uri() + "/runs/t1/curated"
     assert task.outputs["curated"].metadata["store_uri"] == ref["uri"]

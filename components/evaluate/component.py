@@ -2,12 +2,12 @@
 
 Wraps ``diffucoder.stages.evaluate.run_evaluate_stage``. Outputs: ``results`` (reference to
 the evaluation artifact: results.jsonl, metrics.json, report.md, plots), ``metrics``
-(``<benchmark>_pass_at_<k>`` ...) and ``report`` for the Kubeflow UI, and the output
-parameter ``pass_at_1`` (pass@1 of the gate benchmark) that a ``dsl.If`` deploy gate
-compares with a pipeline parameter.
+(``<benchmark>_pass_at_<k>`` ...) and ``report`` for the Kubeflow UI, and the return value
+(the output parameter ``Output``): pass@1 of the gate benchmark, which a ``dsl.If`` deploy
+gate compares with a pipeline parameter (``dsl.If(task.outputs["Output"] >= min_pass_at_1)``).
+It is the single return value, not a named output, because kfp's local runner resolves only
+``Output`` in a condition.
 """
-from typing import NamedTuple
-
 from kfp import dsl
 
 from components.images import BASE_IMAGE
@@ -26,7 +26,7 @@ def evaluate(
     results: dsl.Output[dsl.Dataset],
     metrics: dsl.Output[dsl.Metrics],
     report: dsl.Output[dsl.Markdown],
-) -> NamedTuple("Outputs", [("pass_at_1", float)]):
+) -> float:
     """Evaluate a model with the preset's recipe (``configs/<preset>/evaluate.yaml``).
 
     Args:
@@ -40,11 +40,9 @@ def evaluate(
         overrides: ``key.sub=value`` recipe overrides, e.g. ``["max_tasks=8", "n_samples=2"]``.
 
     Returns:
-        pass_at_1: pass@1 (0..1) of the recipe's gate benchmark (the first one unless
+        pass@1 (0..1) of the recipe's gate benchmark (the first one unless
         ``gate_benchmark`` is set).
     """
-    from collections import namedtuple
-
     from diffucoder.stage_io import publish, read_ref
     from diffucoder.stages.evaluate import run_evaluate_stage
 
@@ -52,4 +50,4 @@ def evaluate(
                              run_name=run_name or run_id, tasks_uri=read_ref(tasks.path),
                              overrides=list(overrides), stage=stage_name or "evaluate")
     publish(out, artifact=results, metrics=metrics, report=report)
-    return namedtuple("Outputs", ["pass_at_1"])(float(out.metadata["pass_at_1"]))
+    return float(out.metadata["pass_at_1"])

@@ -17,7 +17,7 @@ def test_component_interface_is_typed():
     assert spec.inputs["tasks"].type == "system.Dataset@0.0.1"
     assert {name: out.type for name, out in spec.outputs.items()} == {
         "results": "system.Dataset@0.0.1", "metrics": "system.Metrics@0.0.1",
-        "report": "system.Markdown@0.0.1", "pass_at_1": "Float"}
+        "report": "system.Markdown@0.0.1", "Output": "Float"}
     assert spec.implementation.container.image == BASE_IMAGE
 
 
@@ -26,7 +26,7 @@ def test_component_compiles(tmp_path):
     assert executor["container"]["image"] == BASE_IMAGE
     assert "run_evaluate_stage" in " ".join(executor["container"]["command"])
     outputs = ir["root"]["outputDefinitions"]
-    assert outputs["parameters"]["pass_at_1"]["parameterType"] == "NUMBER_DOUBLE"
+    assert outputs["parameters"]["Output"]["parameterType"] == "NUMBER_DOUBLE"
 
 
 @dsl.pipeline(name="evaluate-test")
@@ -36,7 +36,7 @@ def evaluate_alone(model_uri: str, tasks_uri: str, store_root: str, overrides: l
     step = evaluate(preset="tiny-cpu", model=model.outputs["artifact"], tasks=tasks.outputs["artifact"],
                     store_root=store_root, run_name="t1", run_id="job-1", stage_name="evaluate-sft",
                     overrides=overrides)
-    return step.outputs["pass_at_1"]
+    return step.outputs["Output"]
 
 
 @pytest.mark.integration

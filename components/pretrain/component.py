@@ -2,7 +2,9 @@
 
 Wraps ``diffucoder.stages.pretrain.run_pretrain_stage``; the output ``model`` is a
 reference to the model artifact in the project's store (MinIO on a cluster), ``metrics``
-and ``report`` (loss curve inlined) show in the Kubeflow UI.
+and ``report`` (loss curve inlined) show in the Kubeflow UI. With ``launcher`` ``trainjob``
+or ``pytorchjob`` the step trains nothing itself: it launches the recipe as a multi-node
+cluster job (``diffucoder.stages.launch``), follows it, and ``job`` holds the job it sent.
 """
 from kfp import dsl
 
@@ -17,9 +19,14 @@ def pretrain(
     run_name: str,
     run_id: str,
     overrides: list,
+    launcher: str,
+    cluster: list,
+    start_stage: str,
+    start_model: str,
     model: dsl.Output[dsl.Model],
     metrics: dsl.Output[dsl.Metrics],
     report: dsl.Output[dsl.Markdown],
+    job: dsl.Output[dsl.Artifact],
 ):
     """Pre-train (or adapt) a Dream model with the preset's recipe (``configs/<preset>/pretrain.yaml``).
 
@@ -30,10 +37,23 @@ def pretrain(
         run_name: name of this run in the store; empty = ``run_id``.
         run_id: the pipeline job id (filled in by the pipeline).
         overrides: ``key.sub=value`` recipe overrides, e.g. ``["train.steps=50"]``.
+        launcher: ``in-process`` (train in this step's pod), ``trainjob`` (Kubeflow Trainer) or
+            ``pytorchjob`` (training operator).
+        cluster: ``key.sub=value`` overrides of ``configs/<preset>/cluster.yaml`` for the job,
+            e.g. ``["training.stages.pretrain.nodes=10"]``; only with a cluster launcher.
+        start_stage: ``curate`` trains; ``sft`` / ``rl`` skip pre-training and pass ``start_model`` on.
+        start_model: store URI of the model to start from: the checkpoint adaptation starts from
+            (``model.init_from``), or the model a later start stage tunes; empty = from scratch.
     """
     from diffucoder.stage_io import publish, read_ref
+    from diffucoder.stages.launch import record_in_process, stage_launcher
     from diffucoder.stages.pretrain import run_pretrain_stage
 
+    cluster_job = stage_launcher(launcher, list(cluster), manifest_path=job.path)
+    if cluster_job is None:
+        record_in_process(job.path)
     out = run_pretrain_stage(preset=preset, curated_uri=read_ref(curated.path), store_root=store_root,
-                             run_name=run_name or run_id, overrides=list(overrides))
+                             run_name=run_name or run_id, overrides=list(overrides), launcher=cluster_job,
+                             start_stage=start_stage, start_model=start_model)
     publish(out, artifact=model, metrics=metrics, report=report)
+    job.metadata.update({"launcher": launcher, **out.metadata.get("job", {})})

@@ -11,11 +11,12 @@ from components.testing import compile_component, dataset_reference
 
 def test_component_interface_is_typed():
     spec = pretrain.component_spec
-    assert set(spec.inputs) == {"preset", "curated", "store_root", "run_name", "run_id", "overrides"}
+    assert set(spec.inputs) == {"preset", "curated", "store_root", "run_name", "run_id", "overrides",
+                                "launcher", "cluster", "start_stage", "start_model"}
     assert spec.inputs["curated"].type == "system.Dataset@0.0.1"
     assert {name: out.type for name, out in spec.outputs.items()} == {
         "model": "system.Model@0.0.1", "metrics": "system.Metrics@0.0.1",
-        "report": "system.Markdown@0.0.1"}
+        "report": "system.Markdown@0.0.1", "job": "system.Artifact@0.0.1"}
     assert spec.implementation.container.image == TRAIN_IMAGE
 
 
@@ -41,7 +42,8 @@ def test_runs_on_the_local_runner(tmp_path, monkeypatch):
     def pipeline(uri: str, root: str):
         ref = dataset_reference(uri=uri)
         pretrain(preset="tiny-cpu", curated=ref.outputs["artifact"], store_root=root, run_name="t1",
-                 run_id="job-1", overrides=overrides)
+                 run_id="job-1", overrides=overrides, launcher="in-process", cluster=[], start_stage="curate",
+                 start_model="")
 
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "kfp"))
     pipeline(uri=f"{store_root}/runs/t1/curated", root=store_root)
@@ -53,3 +55,4 @@ def test_runs_on_the_local_runner(tmp_path, monkeypatch):
     outputs = json.loads(next((tmp_path / "kfp").glob("*/pretrain/executor_output.json")).read_text())
     metrics = outputs["artifacts"]["metrics"]["artifacts"][0]["metadata"]
     assert metrics["final_loss"] > 0 and metrics["tokens"] == 3 * 4 * 32
+    assert "in-process" in next((tmp_path / "kfp").glob("*/pretrain/job")).read_text()

@@ -3,6 +3,8 @@
 Wraps ``diffucoder.stages.sft.run_sft_stage``. Outputs: ``sft_model`` (reference to the
 model artifact), ``tasks`` (reference to the task suite the evaluation and RL steps read:
 HumanEval-style train / held-out JSONL), ``metrics`` and ``report`` for the Kubeflow UI.
+With ``launcher`` ``trainjob`` or ``pytorchjob`` the step publishes the task suite, then
+launches the recipe as a cluster job and follows it; ``job`` holds the job it sent.
 """
 from kfp import dsl
 
@@ -17,10 +19,14 @@ def sft(
     run_name: str,
     run_id: str,
     overrides: list,
+    launcher: str,
+    cluster: list,
+    start_stage: str,
     sft_model: dsl.Output[dsl.Model],
     tasks: dsl.Output[dsl.Dataset],
     metrics: dsl.Output[dsl.Metrics],
     report: dsl.Output[dsl.Markdown],
+    job: dsl.Output[dsl.Artifact],
 ):
     """Instruction-tune with the preset's recipe (``configs/<preset>/sft.yaml``).
 
@@ -33,12 +39,22 @@ def sft(
         overrides: ``key.sub=value`` overrides; ``tasks.*`` shape the task suite
             (``tasks.seed``, ``tasks.max_per_family``, ``tasks.heldout_fraction``), the rest
             the trainer recipe.
+        launcher: ``in-process`` (train in this step's pod), ``trainjob`` or ``pytorchjob``.
+        cluster: ``key.sub=value`` overrides of ``configs/<preset>/cluster.yaml`` for the job.
+        start_stage: ``curate`` / ``sft`` train; ``rl`` only publishes the task suite and passes
+            ``model`` on (a run that improves an existing instruct model).
     """
     from diffucoder.stage_io import publish, read_ref, write_ref
+    from diffucoder.stages.launch import record_in_process, stage_launcher
     from diffucoder.stages.sft import run_sft_stage
 
+    cluster_job = stage_launcher(launcher, list(cluster), manifest_path=job.path)
+    if cluster_job is None:
+        record_in_process(job.path)
     out = run_sft_stage(preset=preset, model_uri=read_ref(model.path), store_root=store_root,
-                        run_name=run_name or run_id, overrides=list(overrides))
+                        run_name=run_name or run_id, overrides=list(overrides), launcher=cluster_job,
+                        start_stage=start_stage)
     publish(out, artifact=sft_model, metrics=metrics, report=report)
+    job.metadata.update({"launcher": launcher, **out.metadata.get("job", {})})
     write_ref(tasks.path, out.metadata["tasks_uri"], {"kind": "task-suite"})
     tasks.metadata.update({"store_uri": out.metadata["tasks_uri"]})

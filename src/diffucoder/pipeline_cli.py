@@ -1,15 +1,19 @@
 """``diffucoder pipeline``: compile the DAG, or run it on this machine with kfp's local runner.
 
     diffucoder pipeline compile [--output-dir DIR] [--with-revision]
-    diffucoder pipeline run-local --preset tiny-cpu --output runs/demo [--input DIR]
+    diffucoder pipeline run-local --preset tiny-cpu --output runs/demo [--input DIR] [--no-serve]
+    diffucoder pipeline run-local --start-stage rl --start-model file:///abs/store/models/instruct
     diffucoder pipeline upload --host URL --file pipelines/compiled/diffucoder-<version>.yaml
     diffucoder pipeline submit --host URL --file ... --run-name NAME --param preset=7b-gpu
 
 ``run-local`` runs the same compiled DAG as a cluster, with
 ``kfp.local.SubprocessRunner`` (each step a subprocess of this Python), a local
-pipeline root and a ``file://`` artifact store under ``--output``. It needs the
-project checkout (``pipelines/`` and ``components/``); set ``DIFFUCODER_PROJECT_ROOT``
-when running from elsewhere.
+pipeline root and a ``file://`` artifact store under ``--output``. The deploy step renders
+the InferenceService (no cluster here); then, if the gate let the model through, the model
+is served on 127.0.0.1 (``diffucoder serve``) and asked one held-out task over the
+OpenAI-style chat route, the answer printed, the server stopped. It needs the project
+checkout (``pipelines/`` and ``components/``); set ``DIFFUCODER_PROJECT_ROOT`` when running
+from elsewhere.
 """
 from __future__ import annotations
 
@@ -17,11 +21,12 @@ import argparse
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from diffucoder.errors import DiffucoderError
 
-STAGE_ORDER = ["curate", "pretrain", "sft", "evaluate"]
+STAGE_ORDER = ["curate", "pretrain", "sft", "rl", "evaluate", "deploy"]
 
 
 def project_root() -> Path:
@@ -59,6 +64,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--run-name", default=None, help="name of the run in the store (default: local-<time>)")
     run.add_argument("--set", dest="sets", action="append", default=[], metavar="STAGE.KEY=VALUE",
                      help="override a stage's recipe, e.g. --set curate.pack.seq_len=256 (repeatable)")
+    run.add_argument("--start-stage", default="curate", choices=("curate", "sft", "rl"),
+                     help="first stage that trains (default: %(default)s); later starts need --start-model")
+    run.add_argument("--start-model", default="", help="store URI of the model the first stage starts from")
+    run.add_argument("--deploy-min-pass-at-1", type=float, default=0.0,
+                     help="the deploy gate: the RL model's pass@1 (0..1) must reach this (default: %(default)s, "
+                          "so the tiny demo model, whose pass@1 is near 0, still goes through the deploy step)")
+    run.add_argument("--no-serve", action="store_true", help="do not serve the deployed model at the end")
     _add_remote(sub)
 
 
@@ -95,27 +107,35 @@ def _stage_overrides(sets: list[str]) -> dict[str, list[str]]:
 
 
 def run_local(preset: str, output: Path, input_uri: str | None, run_name: str | None,
-              sets: list[str]) -> Path:
-    """Run the DAG locally; return the path of the combined report."""
+              sets: list[str], start_stage: str = "curate", start_model: str = "",
+              deploy_min_pass_at_1: float = 0.0) -> LocalRun:
+    """Run the DAG locally; where its report is and what it deployed."""
     _import_pipelines()
     from kfp import local
 
+    from diffucoder.stages.plan import check_start
     from pipelines.diffucoder_pipeline import diffucoder_pipeline
 
     overrides = _stage_overrides(sets)
+    check_start(start_stage, start_model)
+    if not 0.0 <= deploy_min_pass_at_1 <= 1.0:
+        raise DiffucoderError(f"--deploy-min-pass-at-1: must be in [0, 1], got {deploy_min_pass_at_1}")
     output = output.resolve()
     kfp_root = output / "kfp"
     kfp_root.mkdir(parents=True, exist_ok=True)
     store_root = (output / "store").as_uri()
     run_name = run_name or time.strftime("local-%Y%m%d-%H%M%S")
-    print(f"diffucoder pipeline run-local: preset={preset} run={run_name}\n"
-          f"  input: {input_uri or 'the recipe default (configs/' + preset + '/curate.yaml)'}\n  store: {store_root}\n  kfp pipeline root: {kfp_root}", flush=True)
+    print(f"diffucoder pipeline run-local: preset={preset} run={run_name} start_stage={start_stage}\n"
+          f"  input: {input_uri or 'the recipe default (configs/' + preset + '/curate.yaml)'}\n"
+          f"  store: {store_root}\n  kfp pipeline root: {kfp_root}\n"
+          f"  deploy gate: pass@1 >= {deploy_min_pass_at_1}", flush=True)
     before = set(kfp_root.iterdir())
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(kfp_root))
     start = time.monotonic()
     try:
         diffucoder_pipeline(preset=preset, store_root=store_root, run_name=run_name,
-                            curate_input=input_uri or "",
+                            curate_input=input_uri or "", start_stage=start_stage, start_model=start_model,
+                            deploy_min_pass_at_1=deploy_min_pass_at_1,
                             **{f"{stage}_overrides": overrides[stage] for stage in STAGE_ORDER})
     except RuntimeError as err:  # kfp's local runner reports a failed step this way
         raise DiffucoderError(f"{err} (the step's own error is in its log above; "
@@ -124,7 +144,56 @@ def run_local(preset: str, output: Path, input_uri: str | None, run_name: str | 
     new_dirs = sorted(set(kfp_root.iterdir()) - before)
     if not new_dirs:
         raise DiffucoderError(f"the local run wrote nothing under {kfp_root}")
-    return write_run_report(new_dirs[-1], output, run_name, store_root, elapsed)
+    run_dir = new_dirs[-1]
+    deployed = _deployed_model(run_dir)
+    report = write_run_report(run_dir, output, run_name, store_root, elapsed)
+    return LocalRun(report=report, run_dir=run_dir, store_root=store_root, run_name=run_name,
+                    deployed_model=deployed, seconds=elapsed)
+
+
+@dataclass
+class LocalRun:
+    report: Path
+    run_dir: Path
+    store_root: str
+    run_name: str
+    deployed_model: str     # storageUri of the rendered InferenceService ('' = the gate kept it back)
+    seconds: float
+
+
+def _deployed_model(run_dir: Path) -> str:
+    """The storageUri of the InferenceService the deploy step rendered ('' if the gate kept it back)."""
+    import yaml
+
+    manifest = run_dir / "deploy" / "manifest"
+    if not manifest.is_file():
+        return ""
+    for obj in yaml.safe_load_all(manifest.read_text()):
+        if obj and obj.get("kind") == "InferenceService":
+            return obj["spec"]["predictor"]["model"]["storageUri"]
+    raise DiffucoderError(f"{manifest}: the deploy step wrote no InferenceService")
+
+
+def ask_served_model(local_run: LocalRun, preset: str) -> tuple[str, str]:
+    """Serve the deployed model on 127.0.0.1, ask one held-out task over the OpenAI chat route, stop.
+    (question, answer)."""
+    import json
+    import urllib.parse
+
+    from diffucoder.config.recipes import recipe_path
+    from diffucoder.serving.smoke import serve_and_ask
+    from diffucoder.stages import stage_uri
+    from diffucoder.store import resolve
+
+    store, name = resolve(stage_uri(local_run.store_root, local_run.run_name, "tasks"))
+    first = store.open_file(name, "tasks-heldout.jsonl").decode().splitlines()[0]
+    question = json.loads(first)["instruction"]
+    # What KServe's storage initializer would copy to /mnt/models: the pinned version's files.
+    model = local_run.deployed_model
+    model = urllib.parse.urlparse(model).path if model.startswith("file://") else model
+    answer = serve_and_ask(model, question, chat=True, config=str(recipe_path(preset, "serve")),
+                           overrides=("access_log=false",))
+    return question, answer
 
 
 def write_run_report(run_dir: Path, output: Path, run_name: str, store_root: str,
@@ -156,8 +225,16 @@ def main(args: argparse.Namespace) -> int:
         print(compile_pipeline(args.output_dir or COMPILED_DIR, args.with_revision))
         return 0
     if args.action == "run-local":
-        report = run_local(args.preset, args.output, args.input, args.run_name, args.sets)
-        print(f"\nDone. Report: {report}")
+        done = run_local(args.preset, args.output, args.input, args.run_name, args.sets, args.start_stage,
+                         args.start_model, args.deploy_min_pass_at_1)
+        print(f"\nPipeline finished in {done.seconds:.0f} s. Report: {done.report}")
+        if not done.deployed_model:
+            print("The deploy gate kept the model back (pass@1 below --deploy-min-pass-at-1): nothing to serve.")
+        elif not args.no_serve:
+            print(f"\nServing {done.deployed_model} on 127.0.0.1 (OpenAI-style chat completion, one held-out task):")
+            question, answer = ask_served_model(done, args.preset)
+            print(f"  user: {question}\n  assistant:\n" + "\n".join(f"    {line}" for line in answer.splitlines()))
+            print("Server stopped.")
         return 0
     if args.action in ("upload", "submit"):
         from diffucoder import pipeline_remote as remote

@@ -31,14 +31,16 @@ class Uploaded:
 
 
 def read_pipeline_file(path: str | os.PathLike) -> dict:
-    """Load and sanity-check a compiled pipeline (IR YAML)."""
+    """Load and sanity-check a compiled pipeline (IR YAML): its pipeline spec, the first document
+    (a second one, the platform spec, carries the kfp-kubernetes settings)."""
     path = Path(path)
     if not path.is_file():
         raise DiffucoderError(f"--file: {path} does not exist (run `diffucoder pipeline compile`)")
     try:
-        spec = yaml.safe_load(path.read_text())
+        docs = list(yaml.safe_load_all(path.read_text()))
     except yaml.YAMLError as err:
         raise DiffucoderError(f"--file: {path} is not YAML: {err}") from None
+    spec = docs[0] if docs else None
     if not isinstance(spec, dict) or "pipelineInfo" not in spec or "root" not in spec:
         raise DiffucoderError(f"--file: {path} is not a compiled kfp pipeline (no pipelineInfo/root)")
     return spec

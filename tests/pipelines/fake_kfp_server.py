@@ -1,8 +1,8 @@
 """A small in-process Kubeflow Pipelines REST server (v2beta1) for client tests.
 
-It implements just the routes ``kfp.Client`` uses to upload pipelines/versions and start
-runs, keeps what it receives (the uploaded YAML, run parameters) for assertions, and
-answers 404/409 the way the real API server does.
+It implements just the routes ``kfp.Client`` and the ``kfp`` CLI use to upload
+pipelines/versions, start runs and show them, keeps what it receives (the uploaded YAML, run
+parameters) for assertions, and answers 404/409 the way the real API server does.
 """
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from email.parser import BytesParser
 from email.policy import default as default_policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
+
+CREATED = "2026-01-01T00:00:00Z"   # every object's created_at (the CLI prints it)
 
 
 class FakeKFP:
@@ -85,6 +87,9 @@ class FakeKFP:
                 if url.path == "/apis/v2beta1/experiments":
                     found = [e for e in fake.experiments.values() if fake._matches(e, q.get("filter"))]
                     return self._send(200, {"experiments": found} if found else {})
+                if parts[:3] == ["apis", "v2beta1", "runs"] and len(parts) == 4:
+                    found = [r for r in fake.runs if r["run_id"] == parts[3]]
+                    return self._send(200, found[0]) if found else self._send(404, {"error": "no run", "code": 5})
                 return self._send(404, {"error": f"no route {url.path}", "code": 5})
 
             def do_POST(self):
@@ -98,10 +103,10 @@ class FakeKFP:
                         return self._send(409, {"error": "pipeline exists", "code": 6})
                     pid = str(uuid.uuid4())
                     fake.pipelines[pid] = {"pipeline_id": pid, "display_name": q["name"],
-                                           "description": q.get("description", "")}
+                                           "description": q.get("description", ""), "created_at": CREATED}
                     vid = str(uuid.uuid4())   # the real server makes a first version too
                     fake.versions[pid] = [{"pipeline_id": pid, "pipeline_version_id": vid,
-                                           "display_name": q["name"]}]
+                                           "display_name": q["name"], "created_at": CREATED}]
                     fake.uploads[vid] = text
                     return self._send(200, fake.pipelines[pid])
                 if url.path == "/apis/v2beta1/pipelines/upload_version":
@@ -113,16 +118,17 @@ class FakeKFP:
                         return self._send(409, {"error": "version exists", "code": 6})
                     vid = str(uuid.uuid4())
                     fake.versions[pid].append({"pipeline_id": pid, "pipeline_version_id": vid,
-                                               "display_name": q["name"]})
+                                               "display_name": q["name"], "created_at": CREATED})
                     fake.uploads[vid] = text
                     return self._send(200, fake.versions[pid][-1])
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
                 if url.path == "/apis/v2beta1/experiments":
                     eid = str(uuid.uuid4())
-                    fake.experiments[eid] = {"experiment_id": eid, "display_name": body["display_name"]}
+                    fake.experiments[eid] = {"experiment_id": eid, "display_name": body["display_name"],
+                                             "created_at": CREATED}
                     return self._send(200, fake.experiments[eid])
                 if url.path == "/apis/v2beta1/runs":
-                    run = {"run_id": str(uuid.uuid4()), **body}
+                    run = {"run_id": str(uuid.uuid4()), "created_at": CREATED, "state": "PENDING", **body}
                     fake.runs.append(run)
                     return self._send(200, run)
                 return self._send(404, {"error": f"no route {url.path}", "code": 5})

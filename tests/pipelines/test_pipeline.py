@@ -10,7 +10,7 @@ def test_committed_compiled_yaml_is_in_sync_with_the_code(tmp_path):
     fresh = compile_pipeline(tmp_path)
     committed = COMPILED_DIR / fresh.name
     assert committed.is_file(), f"run `make compile` and commit {committed}"
-    assert yaml.safe_load(committed.read_text()) == yaml.safe_load(fresh.read_text()), \
+    assert list(yaml.safe_load_all(committed.read_text())) == list(yaml.safe_load_all(fresh.read_text())), \
         f"{committed} is stale: run `make compile` and commit it"
 
 
@@ -20,11 +20,16 @@ def test_file_and_version_names_carry_the_package_version():
     assert name.startswith(f"{__version__}+g") and len(name) > len(__version__) + 2
 
 
+def _compiled() -> tuple[dict, dict]:
+    ir, platform = yaml.safe_load_all((COMPILED_DIR / compiled_filename()).read_text())
+    return ir, platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+
+
 def test_compiled_pipeline_loads_with_kfp_and_has_typed_curate_step():
     path = COMPILED_DIR / compiled_filename()
     pipeline = components.load_component_from_file(str(path))
     assert pipeline.name == "diffucoder"
-    ir = yaml.safe_load(path.read_text())
+    ir, _ = _compiled()
     tasks = ir["root"]["dag"]["tasks"]
     assert "curate" in tasks
     outputs = ir["components"]["comp-curate"]["outputDefinitions"]["artifacts"]
@@ -34,3 +39,51 @@ def test_compiled_pipeline_loads_with_kfp_and_has_typed_curate_step():
     params = ir["root"]["inputDefinitions"]["parameters"]
     assert {"preset", "store_root", "curate_input", "curate_overrides"} <= set(params)
     assert not tasks["curate"]["cachingOptions"].get("enableCache", False)  # off for curate
+
+
+def test_the_dag_is_curate_pretrain_sft_rl_evaluate_then_a_gated_deploy():
+    ir, _ = _compiled()
+    tasks = ir["root"]["dag"]["tasks"]
+    after = {name: set(task.get("dependentTasks", [])) for name, task in tasks.items()}
+    assert after["pretrain"] == {"curate"} and after["sft"] == {"pretrain"} and after["rl"] == {"sft"}
+    shown = {name: task["taskInfo"]["name"] for name, task in tasks.items()}
+    evaluate_sft, evaluate_rl = (n for n in tasks if shown[n] in ("evaluate-sft", "evaluate-rl"))
+    assert shown[evaluate_sft] == "evaluate-sft" and after[evaluate_sft] == {"sft"}
+    assert shown[evaluate_rl] == "evaluate-rl" and after[evaluate_rl] == {"rl", "sft"}
+    gate = next(t for t in tasks.values() if "triggerPolicy" in t)
+    assert gate["taskInfo"]["name"] == "deploy-gate"
+    condition = gate["triggerPolicy"]["condition"]
+    assert f"{evaluate_rl}-Output" in condition and ">=" in condition and "deploy_min_pass_at_1" in condition
+    gated = ir["components"][gate["componentRef"]["name"]]["dag"]["tasks"]
+    assert list(gated) == ["deploy"]
+    model_input = gated["deploy"]["inputs"]["artifacts"]["model"]
+    assert model_input["componentInputArtifact"].endswith("rl-rl_model")   # the RL model is deployed
+
+
+def test_every_step_has_caching_off_limits_and_the_store_secret():
+    ir, executors = _compiled()
+    steps = {**ir["root"]["dag"]["tasks"], **next(c["dag"]["tasks"] for c in ir["components"].values()
+                                                  if "dag" in c and "deploy" in c["dag"]["tasks"])}
+    steps = {name: t for name, t in steps.items() if "componentRef" in t and "triggerPolicy" not in t}
+    assert len(steps) == 7   # curate, pretrain, sft, evaluate x2, rl, deploy
+    for name, task in steps.items():
+        assert not task.get("cachingOptions", {}).get("enableCache", False), name
+        executor = ir["components"][task["componentRef"]["name"]]["executorLabel"]
+        resources = ir["deploymentSpec"]["executors"][executor]["container"]["resources"]
+        assert resources.get("cpuLimit") and resources.get("memoryLimit"), name
+        (secret,) = executors[executor]["secretAsEnv"]
+        assert {k["envVar"] for k in secret["keyToEnv"]} >= {"AWS_ACCESS_KEY_ID", "DIFFUCODER_S3_ENDPOINT"}
+        assert secret["secretNameParameter"]["componentInputParameter"].endswith("store_secret")
+    assert "retryPolicy" not in steps["deploy"]              # acts on the cluster: no blind retries
+    assert steps["rl"]["retryPolicy"]["maxRetryCount"] >= 1  # resumes from its checkpoints
+
+
+def test_pipeline_parameters_cover_every_stage_and_the_start_and_launch_choices():
+    ir, _ = _compiled()
+    params = ir["root"]["inputDefinitions"]["parameters"]
+    for stage in ("curate", "pretrain", "sft", "rl", "evaluate", "deploy"):
+        assert f"{stage}_overrides" in params
+    assert params["start_stage"]["defaultValue"] == "curate" and params["start_model"]["defaultValue"] == ""
+    assert params["training_launcher"]["defaultValue"] == "in-process"
+    assert params["deploy_min_pass_at_1"]["parameterType"] == "NUMBER_DOUBLE"
+    assert params["store_secret"]["defaultValue"] == "diffucoder-s3"

@@ -32,7 +32,8 @@ def test_upload_creates_pipeline_and_named_version_once(kfp_server, tmp_path):
     assert pipeline["display_name"] == "diffucoder"
     names = [v["display_name"] for v in kfp_server.versions[pipeline["pipeline_id"]]]
     assert names.count("0.1.0+gabc123") == 1
-    assert yaml.safe_load(kfp_server.uploads[first.version_id]) == yaml.safe_load(COMPILED.read_text())
+    assert list(yaml.safe_load_all(kfp_server.uploads[first.version_id])) == \
+        list(yaml.safe_load_all(COMPILED.read_text()))
 
 
 def test_submit_runs_the_uploaded_version_with_typed_params(kfp_server, tmp_path):

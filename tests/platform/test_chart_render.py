@@ -137,7 +137,7 @@ def test_chart_ships_the_compiled_pipeline_and_uploads_it(chart_default):
     assert copy.read_bytes() == compiled.read_bytes(), \
         f"{copy} differs from {compiled}: run `make chart-sync`"
     data = chart_default.find("ConfigMap", "diffucoder-pipeline")["data"]
-    assert yaml.safe_load(data[compiled.name]) == yaml.safe_load(compiled.read_text())
+    assert list(yaml.safe_load_all(data[compiled.name])) == list(yaml.safe_load_all(compiled.read_text()))
     job = chart_default.find("Job", "diffucoder-pipeline-upload")
     assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
     (container,) = job["spec"]["template"]["spec"]["containers"]

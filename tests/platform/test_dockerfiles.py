@@ -58,7 +58,7 @@ def test_every_component_and_compiled_step_runs_a_project_image():
     unknown = {n: i for n, i in images.items() if i not in ALL_IMAGES.values()}
     assert unknown == {}, "components must use an image from components/images.py"
     for compiled in COMPILED_DIR.glob("*.yaml"):
-        executors = yaml.safe_load(compiled.read_text())["deploymentSpec"]["executors"]
+        executors = next(yaml.safe_load_all(compiled.read_text()))["deploymentSpec"]["executors"]
         used = {e["container"]["image"] for e in executors.values() if "container" in e}
         assert used <= set(ALL_IMAGES.values()), (compiled.name, used)
 

@@ -20,6 +20,16 @@ def test_serve_and_ask_a_store_artifact(served_model_dir, tmp_path, direct):
     assert text == direct_texts(*direct, ["def add(a, b):"], max_new_tokens=6, steps=3)[0]
 
 
+@pytest.mark.integration
+def test_serve_and_ask_chat_sends_the_prompt_as_a_user_message(served_model_dir, direct):
+    from diffucoder.training.chat import IM_END, render_prompt
+    question = "Write a function add(a, b) that returns a + b."
+    text = serve_and_ask(served_model_dir, question, max_tokens=6, chat=True,
+                         overrides=("access_log=false", "defaults.steps=3"), timeout_s=120)
+    rendered = render_prompt([{"role": "user", "content": question}])
+    assert text == direct_texts(*direct, [rendered], max_new_tokens=6, steps=3)[0].split(IM_END)[0]
+
+
 def test_serve_and_ask_names_a_bad_model_dir(tmp_path):
     with pytest.raises(DiffucoderError, match="no-model"):
         serve_and_ask(tmp_path / "no-model", "x")

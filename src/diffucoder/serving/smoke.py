@@ -2,6 +2,7 @@
 
     from diffucoder.serving.smoke import serve_and_ask, random_model_dir
     text = serve_and_ask("runs/demo/model", "def add(a, b):", max_tokens=32)
+    text = serve_and_ask("file:///abs/store/runs/r1/rl", "Write a function ...", chat=True)
     model_dir = random_model_dir("/tmp/tiny-random")   # random weights + a small BPE, for tests/benchmarks
 
 ``serve_and_ask`` binds 127.0.0.1 (``port=0``: the server picks a free port and prints
@@ -92,8 +93,12 @@ class ServerProcess:
 
 def serve_and_ask(model_dir: str | os.PathLike, prompt: str, *, port: int = 0, timeout_s: float = 180.0,
                   max_tokens: int | None = None, config: str | None = None,
-                  overrides: tuple[str, ...] = ()) -> str:
-    """Serve ``model_dir`` on 127.0.0.1, complete ``prompt`` once over the OpenAI route, stop; the text."""
+                  overrides: tuple[str, ...] = (), chat: bool = False) -> str:
+    """Serve ``model_dir`` on 127.0.0.1, complete ``prompt`` once over the OpenAI route, stop; the text.
+
+    ``chat``: send ``prompt`` as the user message of ``/openai/v1/chat/completions`` (an instruct
+    model's route); otherwise as a raw ``/openai/v1/completions`` prompt.
+    """
     from openai import OpenAI, OpenAIError
 
     path = Path(model_dir)
@@ -107,6 +112,10 @@ def serve_and_ask(model_dir: str | os.PathLike, prompt: str, *, port: int = 0, t
             client = OpenAI(base_url=f"{url}/openai/v1", api_key="not-needed", timeout=timeout_s, max_retries=0)
             name = client.models.list().data[0].id
             extra = {"max_tokens": max_tokens} if max_tokens is not None else {}
+            if chat:
+                reply = client.chat.completions.create(model=name, messages=[{"role": "user", "content": prompt}],
+                                                       **extra)
+                return reply.choices[0].message.content or ""
             return client.completions.create(model=name, prompt=prompt, **extra).choices[0].text
         except OpenAIError as err:
             raise DiffucoderError(f"serve_and_ask: the request failed: {err}\n{server.log_tail()}") from err

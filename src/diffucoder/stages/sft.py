@@ -22,6 +22,7 @@ from diffucoder.config import load_config, setting
 from diffucoder.errors import DiffucoderError
 from diffucoder.stage_io import StageOutput
 from diffucoder.stages import stage_uri
+from diffucoder.stages.launch import ClusterLauncher
 from diffucoder.stages.pretrain import run_training, training_config
 from diffucoder.tasks.config import TaskSuiteConfig
 
@@ -38,7 +39,7 @@ def publish_task_suite(store_root: str, run_name: str, cfg: TaskSuiteConfig | No
     from diffucoder.tasks import generate_suite, verify_references, write_suite
 
     cfg = cfg or TaskSuiteConfig()
-    tasks = generate_suite(cfg.seed, cfg.heldout_fraction, cfg.max_per_family)
+    tasks = generate_suite(**cfg.suite_args())
     failures = verify_references(tasks)
     if failures:
         raise DiffucoderError(f"task suite: {len(failures)} reference solutions fail: {failures[:3]}")
@@ -55,7 +56,12 @@ def publish_task_suite(store_root: str, run_name: str, cfg: TaskSuiteConfig | No
 
 
 def run_sft_stage(preset: str, model_uri: str, store_root: str, run_name: str,
-                  overrides: list[str] | None = None) -> StageOutput:
+                  overrides: list[str] | None = None, launcher: ClusterLauncher | None = None,
+                  start_stage: str = "curate") -> StageOutput:
+    """Publish the task suite here, then train here or (``launcher``) as a cluster job; in a run
+    that starts at ``rl`` (``diffucoder.stages.plan``), pass ``model_uri`` on untrained."""
+    from diffucoder.stages.plan import passthrough_model, trains
+
     if not model_uri:
         raise DiffucoderError("model_uri: empty; pass the pretrain stage's model")
     overrides = list(overrides or [])
@@ -66,8 +72,13 @@ def run_sft_stage(preset: str, model_uri: str, store_root: str, run_name: str,
     training_config("sft", preset, store_root, run_name, data_uri="-", init_from=model_uri,
                     overrides=train_keys)
     tasks_uri = publish_task_suite(store_root, run_name, suite)
-    cfg = training_config("sft", preset, store_root, run_name, data_uri=tasks_uri, init_from=model_uri,
-                          overrides=train_keys)
-    out = run_training(cfg)
+    if not trains("sft", start_stage):
+        out = passthrough_model(model_uri, "sft", start_stage)
+    elif launcher is not None:
+        out = launcher.run("sft", preset, store_root=store_root, run_name=run_name, data_uri=tasks_uri,
+                           init_from=model_uri, overrides=train_keys)
+    else:
+        out = run_training(training_config("sft", preset, store_root, run_name, data_uri=tasks_uri,
+                                           init_from=model_uri, overrides=train_keys))
     out.metadata["tasks_uri"] = tasks_uri
     return out

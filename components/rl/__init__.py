@@ -1,0 +1,3 @@
+from components.rl.component import rl
+
+__all__ = ["rl"]
