@@ -1,6 +1,6 @@
 # make demo   - the whole DAG on the tiny preset, locally (kfp local runner)
 # make test   - the test suite (what CI runs)
-# make bench  - the benchmark scripts (print figures; not part of the tests)
+# make bench  - the benchmark scripts (print figures; not part of the tests; rl_lift.py takes ~1 h)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -55,6 +55,9 @@ bench: setup
 	$(BIN)/python benchmarks/sandbox.py
 	$(BIN)/python benchmarks/train_throughput.py
 	$(BIN)/python benchmarks/sampling.py
+	$(BIN)/python benchmarks/coupled_variance.py
+	$(BIN)/python benchmarks/serving.py
+	$(BIN)/python benchmarks/rl_lift.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS) runs .pytest_cache

@@ -46,12 +46,10 @@ def pretrain(
             (``model.init_from``), or the model a later start stage tunes; empty = from scratch.
     """
     from diffucoder.stage_io import publish, read_ref
-    from diffucoder.stages.launch import record_in_process, stage_launcher
+    from diffucoder.stages.launch import step_launcher
     from diffucoder.stages.pretrain import run_pretrain_stage
 
-    cluster_job = stage_launcher(launcher, list(cluster), manifest_path=job.path)
-    if cluster_job is None:
-        record_in_process(job.path)
+    cluster_job = step_launcher(launcher, list(cluster), job.path)
     out = run_pretrain_stage(preset=preset, curated_uri=read_ref(curated.path), store_root=store_root,
                              run_name=run_name or run_id, overrides=list(overrides), launcher=cluster_job,
                              start_stage=start_stage, start_model=start_model)

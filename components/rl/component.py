@@ -42,12 +42,10 @@ def rl(
         cluster: ``key.sub=value`` overrides of ``configs/<preset>/cluster.yaml`` for the job.
     """
     from diffucoder.stage_io import publish, read_ref
-    from diffucoder.stages.launch import record_in_process, stage_launcher
+    from diffucoder.stages.launch import step_launcher
     from diffucoder.stages.rl import run_rl_stage
 
-    cluster_job = stage_launcher(launcher, list(cluster), manifest_path=job.path)
-    if cluster_job is None:
-        record_in_process(job.path)
+    cluster_job = step_launcher(launcher, list(cluster), job.path)
     out = run_rl_stage(preset=preset, model_uri=read_ref(model.path), tasks_uri=read_ref(tasks.path),
                        store_root=store_root, run_name=run_name or run_id, overrides=list(overrides),
                        launcher=cluster_job)

@@ -45,12 +45,10 @@ def sft(
             ``model`` on (a run that improves an existing instruct model).
     """
     from diffucoder.stage_io import publish, read_ref, write_ref
-    from diffucoder.stages.launch import record_in_process, stage_launcher
+    from diffucoder.stages.launch import step_launcher
     from diffucoder.stages.sft import run_sft_stage
 
-    cluster_job = stage_launcher(launcher, list(cluster), manifest_path=job.path)
-    if cluster_job is None:
-        record_in_process(job.path)
+    cluster_job = step_launcher(launcher, list(cluster), job.path)
     out = run_sft_stage(preset=preset, model_uri=read_ref(model.path), store_root=store_root,
                         run_name=run_name or run_id, overrides=list(overrides), launcher=cluster_job,
                         start_stage=start_stage)

@@ -196,16 +196,55 @@ def ask_served_model(local_run: LocalRun, preset: str) -> tuple[str, str]:
     return question, answer
 
 
+def step_names() -> dict[str, str]:
+    """The DAG's task names (what the local runner names its directories, e.g. ``evaluate-2``) ->
+    their display names (``evaluate-rl``), in the DAG's order."""
+    import tempfile
+
+    import yaml
+    from kfp import compiler
+
+    from pipelines.diffucoder_pipeline import diffucoder_pipeline
+    with tempfile.TemporaryDirectory() as tmp:
+        compiler.Compiler().compile(diffucoder_pipeline, f"{tmp}/p.yaml")
+        ir = next(yaml.safe_load_all(Path(f"{tmp}/p.yaml").read_text()))
+    steps, after = {}, {}
+
+    def walk(tasks: dict, outer: list[str]) -> None:
+        for name, task in tasks.items():
+            deps = [*outer, *task.get("dependentTasks", [])]
+            inner = ir["components"][task["componentRef"]["name"]].get("dag")
+            if inner:                                   # a condition (the deploy gate)
+                walk(inner["tasks"], deps)
+            else:
+                steps[name], after[name] = task["taskInfo"]["name"], deps
+
+    walk(ir["root"]["dag"]["tasks"], [])
+    depth: dict[str, int] = {}
+
+    def level(name: str) -> int:
+        if name not in depth:
+            depth[name] = 1 + max((level(d) for d in after[name] if d in after), default=-1)
+        return depth[name]
+
+    return {name: steps[name] for name in sorted(steps, key=lambda n: (level(n), n))}
+
+
 def write_run_report(run_dir: Path, output: Path, run_name: str, store_root: str,
                      elapsed_s: float) -> Path:
-    """Gather each step's Markdown report and artifact references into ``REPORT.md``."""
+    """Gather each step's Markdown report and artifact references into ``REPORT.md``, in the
+    DAG's order (curate, pretrain, sft, evaluate-sft, rl, evaluate-rl, deploy)."""
     from diffucoder.stage_io import REF_FILE, read_ref
 
     parts = [f"# DiffuCoder local run `{run_name}`\n",
              f"- kfp run directory: `{run_dir}`", f"- artifact store: `{store_root}`",
              f"- wall time: {elapsed_s:.0f} s\n"]
-    for task_dir in sorted(p for p in run_dir.iterdir() if p.is_dir()):
-        parts.append(f"## Step `{task_dir.name}`\n")
+    shown = step_names()
+    order = list(shown)
+    ran = sorted((p for p in run_dir.iterdir() if p.is_dir()),
+                 key=lambda p: (order.index(p.name) if p.name in order else len(order), p.name))
+    for task_dir in ran:
+        parts.append(f"## Step `{shown.get(task_dir.name, task_dir.name)}`\n")
         for ref in sorted(task_dir.glob(f"*/{REF_FILE}")):
             parts.append(f"- output `{ref.parent.name}`: `{read_ref(ref.parent)}`")
         report = task_dir / "report"

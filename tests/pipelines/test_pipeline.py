@@ -74,6 +74,9 @@ def test_every_step_has_caching_off_limits_and_the_store_secret():
         (secret,) = executors[executor]["secretAsEnv"]
         assert {k["envVar"] for k in secret["keyToEnv"]} >= {"AWS_ACCESS_KEY_ID", "DIFFUCODER_S3_ENDPOINT"}
         assert secret["secretNameParameter"]["componentInputParameter"].endswith("store_secret")
+        holds_a_model = name not in ("curate", "deploy")
+        placed = executors[executor].get("nodeSelector", {}).get("nodeSelectorJson", {})
+        assert (placed.get("componentInputParameter") == "step_node_selector") == holds_a_model, name
     assert "retryPolicy" not in steps["deploy"]              # acts on the cluster: no blind retries
     assert steps["rl"]["retryPolicy"]["maxRetryCount"] >= 1  # resumes from its checkpoints
 
@@ -87,3 +90,5 @@ def test_pipeline_parameters_cover_every_stage_and_the_start_and_launch_choices(
     assert params["training_launcher"]["defaultValue"] == "in-process"
     assert params["deploy_min_pass_at_1"]["parameterType"] == "NUMBER_DOUBLE"
     assert params["store_secret"]["defaultValue"] == "diffucoder-s3"
+    assert params["step_node_selector"]["parameterType"] == "STRUCT"
+    assert params["step_tolerations"]["parameterType"] == "LIST"

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from diffucoder.plots import pyplot, save_figure
+
 LENGTH_PLOT = "length_histogram.png"
 REMOVALS_PLOT = "removals.png"
 
@@ -119,10 +121,7 @@ def _decontam_section(dec: dict[str, Any]) -> list[str]:
 def write_plots(stats: dict[str, Any], doc_bytes: np.ndarray, doc_kept: np.ndarray,
                 kept_tokens: np.ndarray, out_dir: Path) -> list[str]:
     """Length histograms and the removals bar chart; the file names written."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     sizes = np.maximum(doc_bytes, 1)
     bins = np.logspace(0, np.log10(max(sizes.max(initial=1), 10)) + 0.1, 40)
@@ -136,9 +135,7 @@ def write_plots(stats: dict[str, Any], doc_bytes: np.ndarray, doc_kept: np.ndarr
         right.hist(np.maximum(kept_tokens, 1), bins=tbins, color="tab:blue")
     right.set(xscale="log", xlabel="tokens per document", ylabel="documents",
               title="Kept documents (tokenized)")
-    fig.tight_layout()
-    fig.savefig(out_dir / LENGTH_PLOT, dpi=100)
-    plt.close(fig)
+    save_figure(fig, out_dir / LENGTH_PLOT)
 
     rows = [r for r in removal_rows(stats) if r[2] > 0] or [("-", "nothing removed", 0, 0)]
     fig, ax = plt.subplots(figsize=(8, 0.4 * len(rows) + 1.5))
@@ -150,7 +147,5 @@ def write_plots(stats: dict[str, Any], doc_bytes: np.ndarray, doc_kept: np.ndarr
         ax.text(n, i, f" {n:,}", va="center")
     ax.invert_yaxis()
     ax.set(xlabel="documents removed", title="What each stage removed")
-    fig.tight_layout()
-    fig.savefig(out_dir / REMOVALS_PLOT, dpi=100)
-    plt.close(fig)
+    save_figure(fig, out_dir / REMOVALS_PLOT)
     return [LENGTH_PLOT, REMOVALS_PLOT]

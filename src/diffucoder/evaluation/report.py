@@ -7,12 +7,12 @@
 """
 from __future__ import annotations
 
-import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from diffucoder.evaluation.passk import kfp_metric_name
+from diffucoder.plots import pyplot, save_figure
 from diffucoder.evaluation.scoring import TaskResult
 
 PASS_AT_K_PNG, PASS_RATES_PNG = "pass_at_k.png", "pass_rates.png"
@@ -49,22 +49,8 @@ def kfp_metrics(metrics: dict[str, dict[str, Any]]) -> dict[str, float]:
     return flat
 
 
-def _save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.tight_layout()
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
-
-
 def plot_pass_at_k(metrics: dict[str, dict[str, Any]], path: Path) -> Path:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     names = list(metrics)
     ks = sorted({int(key[5:]) for entry in metrics.values() for key in entry if key.startswith("pass@")})
@@ -79,14 +65,12 @@ def plot_pass_at_k(metrics: dict[str, dict[str, Any]], path: Path) -> Path:
     ax.set_ylabel("% of tasks")
     ax.set_title("pass@k per benchmark")
     ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_pass_rates(results: dict[str, list[TaskResult]], path: Path) -> Path:
     """Histogram of c/n per task: with n samples a task's rate is one of 0, 1/n, ..., 1."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from matplotlib.ticker import MaxNLocator
 
     n = max((t.n for tasks in results.values() for t in tasks), default=1)
@@ -99,7 +83,7 @@ def plot_pass_rates(results: dict[str, list[TaskResult]], path: Path) -> Path:
     ax.set_ylabel("tasks")
     ax.set_title("per-task pass rate")
     ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _pct(value: float) -> str:

@@ -106,3 +106,29 @@ def sigterm_raises() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+class CustomObject:
+    """The custom-object API calls for one object (a job, an InferenceService): reads that tell
+    "absent" (None) from "failed" (``error``, naming the object), and let transient errors through
+    so the caller's poll loop retries them."""
+
+    error: type[DiffucoderError] = DiffucoderError
+
+    def __init__(self, api, obj: dict, group: str, version: str, plural: str):
+        from diffucoder.kube.objects import describe
+        self.api, self.obj = api, obj
+        self.name, self.namespace = obj["metadata"]["name"], obj["metadata"]["namespace"]
+        self.what = describe(obj)
+        self._args = (group, version, self.namespace, plural)
+
+    def get(self) -> dict | None:
+        from kubernetes.client.exceptions import ApiException
+        try:
+            return self.api.get_namespaced_custom_object(*self._args, self.name)
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            if transient(err):
+                raise
+            raise self.error(f"cannot read {self.what}: {api_message(err)}") from None

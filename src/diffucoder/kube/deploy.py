@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from diffucoder.errors import DiffucoderError
-from diffucoder.kube.client import Cancelled, api_message, sigterm_raises, transient
+from diffucoder.kube.client import Cancelled, CustomObject, api_message, sigterm_raises, transient
 from diffucoder.kube.inference import ISVC_API
-from diffucoder.kube.objects import (APPLIED_SPEC, SPEC_HASH, annotations, applied_spec, describe,
+from diffucoder.kube.objects import (APPLIED_SPEC, SPEC_HASH, annotations, applied_spec,
                                      merge_patch, spec_hash, stamp)
 
 GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
@@ -132,25 +132,13 @@ def _wait_ready(api: "_Isvc", deadline: float, poll_s: float, log: Callable[[str
         time.sleep(min(poll_s, remaining))
 
 
-class _Isvc:
+class _Isvc(CustomObject):
     """The custom-object calls for one InferenceService."""
 
-    def __init__(self, api, obj: dict[str, Any]):
-        self.api, self.obj = api, obj
-        self.name, self.namespace = obj["metadata"]["name"], obj["metadata"]["namespace"]
-        self.what = describe(obj)
-        self._args = (GROUP, VERSION, self.namespace, PLURAL)
+    error = DeployError
 
-    def get(self) -> dict[str, Any] | None:
-        from kubernetes.client.exceptions import ApiException
-        try:
-            return self.api.get_namespaced_custom_object(*self._args, self.name)
-        except ApiException as err:
-            if err.status == 404:
-                return None
-            if transient(err):
-                raise
-            raise DeployError(f"cannot read {self.what}: {api_message(err)}") from None
+    def __init__(self, api, obj: dict[str, Any]):
+        super().__init__(api, obj, GROUP, VERSION, PLURAL)
 
     def check_runtime(self, runtime: str, log: Callable[[str], None]) -> None:
         """Fail before applying when the named runtime exists neither in the namespace nor

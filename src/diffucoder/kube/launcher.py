@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from diffucoder.errors import DiffucoderError
-from diffucoder.kube.client import Cancelled, api_message, sigterm_raises, transient
-from diffucoder.kube.objects import SPEC_HASH, annotations, describe, spec_hash, stamp
+from diffucoder.kube.client import Cancelled, CustomObject, api_message, sigterm_raises, transient
+from diffucoder.kube.objects import SPEC_HASH, annotations, spec_hash, stamp
 from diffucoder.kube.pod_watch import PodWatch
 from diffucoder.kube.training_job import JobKind, job_kind
 
@@ -148,25 +148,14 @@ def _failure(head: str, cond: dict[str, Any], watch: PodWatch) -> str:
     return text
 
 
-class _Jobs:
+class _Jobs(CustomObject):
     """The custom-object calls for one job."""
 
-    def __init__(self, api, kind: JobKind, obj: dict[str, Any]):
-        self.api, self.kind, self.obj = api, kind, obj
-        self.name, self.namespace = obj["metadata"]["name"], obj["metadata"]["namespace"]
-        self.what = describe(obj)
-        self._args = (kind.group, kind.version, self.namespace, kind.plural)
+    error = LaunchError
 
-    def get(self) -> dict[str, Any] | None:
-        from kubernetes.client.exceptions import ApiException
-        try:
-            return self.api.get_namespaced_custom_object(*self._args, self.name)
-        except ApiException as err:
-            if err.status == 404:
-                return None
-            if transient(err):
-                raise
-            raise LaunchError(f"cannot read {self.what}: {api_message(err)}") from None
+    def __init__(self, api, kind: JobKind, obj: dict[str, Any]):
+        super().__init__(api, obj, kind.group, kind.version, kind.plural)
+        self.kind = kind
 
     def create(self) -> None:
         from kubernetes.client.exceptions import ApiException

@@ -15,13 +15,13 @@ worth a KFP ``Metrics`` entry.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 from diffucoder.training.metrics import MetricsLog
-from diffucoder.training.report import rolling_mean
+from diffucoder.plots import pyplot, save_figure
+from diffucoder.training.report import fmt_value, rolling_mean
 
 TRAINING_DIR, PLOT = "training", "rl_curves.png"
 KFP_METRIC_KEYS = ("initial_reward_mean", "final_reward_mean", "initial_pass_rate", "final_pass_rate",
@@ -65,10 +65,7 @@ def summarize(rows: list[dict[str, Any]], window: int = 0) -> dict[str, Any]:
 
 
 def plot_curves(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(2, 2, figsize=(10, 6.5), dpi=100, sharex=True)
     for ax, (key, label) in zip(axes.flat, PANELS):
         points = [(r["step"], r[key]) for r in rows if r.get(key) is not None and "reward_mean" in r]
@@ -91,19 +88,7 @@ def plot_curves(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
         ax.set_xlabel("RL step")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(title)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return "-" if value is None else str(value)
+    return save_figure(fig, path)
 
 
 COLUMNS = ("step", "reward_mean", "reward_std", "pass_rate", "format_reward", "zero_adv_fraction", "kl",
@@ -114,10 +99,10 @@ def render_report(summary: dict[str, Any], rows: list[dict[str, Any]], config_ya
                   image: str | None = PLOT) -> str:
     lines = ["# RL report: coupled-GRPO", ""]
     lines += ["| figure | value |", "|---|---|"]
-    lines += [f"| {key} | {_fmt(value)} |" for key, value in summary.items() if not isinstance(value, (dict, list))]
+    lines += [f"| {key} | {fmt_value(value)} |" for key, value in summary.items() if not isinstance(value, (dict, list))]
     split = summary.get("seconds_split") or {}
     if any(v is not None for v in split.values()):
-        lines += ["", "Seconds per step: " + ", ".join(f"{k} {_fmt(v)}" for k, v in split.items()) + "."]
+        lines += ["", "Seconds per step: " + ", ".join(f"{k} {fmt_value(v)}" for k, v in split.items()) + "."]
     lines += ["", f"Initial / final figures are means over the first / last {summary.get('summary_window_steps')} "
                   "step(s); pass rate = share of rollouts passing every test."]
     if image:
@@ -127,7 +112,7 @@ def render_report(summary: dict[str, Any], rows: list[dict[str, Any]], config_ya
         shown = logged if len(logged) <= 16 else logged[:: max(1, len(logged) // 12)] + [logged[-1]]
         lines += ["", "## Steps", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
         for r in dict((r["step"], r) for r in shown).values():
-            lines.append("| " + " | ".join(_fmt(r.get(c)) for c in COLUMNS) + " |")
+            lines.append("| " + " | ".join(fmt_value(r.get(c)) for c in COLUMNS) + " |")
     lines += ["", "## Recipe", "", "```yaml", config_yaml.rstrip(), "```", ""]
     return "\n".join(lines)
 

@@ -140,7 +140,7 @@ class Worker:
             blobs = tuple(self._recv(limit, deadline) for limit in limits)
         except (OSError, EOFError, TimeoutError, wire.WireError, RuntimeError) as err:
             timed_out = isinstance(err, TimeoutError)
-            detail = (f"the sandbox worker did not answer in time" if timed_out
+            detail = ("the sandbox worker did not answer in time" if timed_out
                       else f"the sandbox worker died: {err} {self.stderr_tail()}".strip())
             self.stop(release=False)
             status = {"outcome": "worker_timeout" if timed_out else "worker_died",

@@ -126,14 +126,15 @@ def serve_and_ask(model_dir: str | os.PathLike, prompt: str, *, port: int = 0, t
 
 
 def random_model_dir(path: str | os.PathLike, *, preset: str = "tiny", vocab_size: int = 512, seed: int = 0,
-                     **shape) -> Path:
-    """A model directory with random weights and a BPE trained on a few lines of code (no downloads)."""
+                     texts: list[str] | None = None, **shape) -> Path:
+    """A model directory with random weights and a BPE trained on ``texts`` (default: a few lines of
+    code), ready to be trained (``model.init_from``) or served. No downloads."""
     from diffucoder.data.tokenizer import save_tokenizer, train_bpe
     from diffucoder.model import build_config, build_model, save_model
 
     path = Path(path)
     with tempfile.TemporaryDirectory(prefix="diffucoder-tok-") as scratch:
-        tokenizer = train_bpe(list(CORPUS) * 4, vocab_size=vocab_size, min_frequency=1)
+        tokenizer = train_bpe(list(texts) if texts else list(CORPUS) * 4, vocab_size=vocab_size, min_frequency=1)
         ids = save_tokenizer(tokenizer, Path(scratch))
         config = build_config(preset, vocab_size=len(tokenizer), mask_token_id=ids["mask"],
                               dlm_pad_token_id=ids["dlm_pad"], pad_token_id=ids["pad"], bos_token_id=ids["eos"],

@@ -1,7 +1,6 @@
 """Where a training stage runs: in this process (the local runner, a CPU pod) or as a cluster job.
 
-    launcher = stage_launcher("trainjob", cluster=["training.stages.pretrain.nodes=10"],
-                              manifest_path=job_artifact.path)
+    launcher = step_launcher("trainjob", ["training.stages.pretrain.nodes=10"], job_artifact.path)
     out = launcher.run("pretrain", "7b-gpu", store_root="s3://diffucoder", run_name="r1",
                        data_uri="s3://diffucoder/runs/r1/curated")
     out.uri            # s3://diffucoder/runs/r1/pretrain, published by rank 0 of the job
@@ -61,8 +60,12 @@ def stage_launcher(name: str, cluster: list[str] | None = None, manifest_path: s
     return ClusterLauncher(kind=name, cluster=[str(item) for item in cluster or []], manifest_path=manifest_path)
 
 
-def record_in_process(manifest_path: str) -> None:
-    """What a step's ``job`` output holds when it trained in its own pod: no object, a note."""
-    from diffucoder.kube.objects import write_manifest
-    write_manifest(manifest_path, [], header="launcher: in-process - the step trained in its own pod; "
-                                             "no cluster job was created")
+def step_launcher(name: str, cluster: list[str] | None, job_path: str) -> ClusterLauncher | None:
+    """What a training component calls first: its launcher, and the ``job`` output recorded for
+    in-process training (a cluster launcher records the job it sends there itself)."""
+    launcher = stage_launcher(name, cluster, manifest_path=job_path)
+    if launcher is None:
+        from diffucoder.kube.objects import write_manifest
+        write_manifest(job_path, [], header="launcher: in-process - the step trained in its own pod; "
+                                            "no cluster job was created")
+    return launcher

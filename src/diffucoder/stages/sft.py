@@ -18,7 +18,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass, field
 
-from diffucoder.config import load_config, setting
+from diffucoder.config import load_config
 from diffucoder.errors import DiffucoderError
 from diffucoder.stage_io import StageOutput
 from diffucoder.stages import stage_uri

@@ -9,9 +9,10 @@ loss, which uses the same masks at every evaluation and so is directly comparabl
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
+
+from diffucoder.plots import pyplot, save_figure
 
 
 def rolling_mean(values: list[float], width: int) -> list[float]:
@@ -21,10 +22,7 @@ def rolling_mean(values: list[float], width: int) -> list[float]:
 
 
 def plot_loss_curve(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     train = [(r["step"], r["loss"]) for r in rows if r.get("loss") is not None]
     evals = [(r["step"], r["eval_loss"]) for r in rows if r.get("eval_loss") is not None]
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
@@ -42,19 +40,14 @@ def plot_loss_curve(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return save_figure(fig, path)
 
 
-def _fmt(value: Any) -> str:
+def fmt_value(value: Any) -> str:
+    """A report table cell: floats to 4 significant digits, None as '-'."""
     if isinstance(value, float):
         return f"{value:.4g}"
-    return str(value)
+    return "-" if value is None else str(value)
 
 
 def render_report(summary: dict[str, Any], rows: list[dict[str, Any]], config_yaml: str,
@@ -62,7 +55,7 @@ def render_report(summary: dict[str, Any], rows: list[dict[str, Any]], config_ya
     """Markdown: headline figures, the curve, a table of logged steps, the recipe."""
     lines = [f"# Training report: {summary.get('stage', 'train')}", ""]
     lines += ["| figure | value |", "|---|---|"]
-    lines += [f"| {key} | {_fmt(value)} |" for key, value in summary.items()
+    lines += [f"| {key} | {fmt_value(value)} |" for key, value in summary.items()
               if not isinstance(value, (dict, list))]
     if image:
         lines += ["", f"![loss curve]({image})"]
@@ -72,8 +65,8 @@ def render_report(summary: dict[str, Any], rows: list[dict[str, Any]], config_ya
         lines += ["", "## Logged steps", "",
                   "| step | loss | eval loss | lr | tokens/s | FLOP/s | grad norm |", "|---|---|---|---|---|---|---|"]
         for r in dict((r["step"], r) for r in shown).values():
-            lines.append(f"| {r['step']} | {_fmt(r['loss'])} | {_fmt(r.get('eval_loss', '-'))} | "
-                         f"{_fmt(r.get('lr'))} | {_fmt(r.get('tokens_per_s'))} | "
-                         f"{_fmt(r.get('flops_per_s'))} | {_fmt(r.get('grad_norm'))} |")
+            lines.append(f"| {r['step']} | {fmt_value(r['loss'])} | {fmt_value(r.get('eval_loss', '-'))} | "
+                         f"{fmt_value(r.get('lr'))} | {fmt_value(r.get('tokens_per_s'))} | "
+                         f"{fmt_value(r.get('flops_per_s'))} | {fmt_value(r.get('grad_norm'))} |")
     lines += ["", "## Recipe", "", "```yaml", config_yaml.rstrip(), "```", ""]
     return "\n".join(lines)
