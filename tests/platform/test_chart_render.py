@@ -175,3 +175,8 @@ def test_notes_tell_the_next_commands_without_printing_credentials():
         assert expected in notes
     # Credentials go into variables, never echoed.
     assert "echo $AWS" not in notes and "get secret diffucoder-s3 -o yaml" not in notes
+    assert "store_secret=diffucoder-s3" in notes            # runs read the store with the chart's Secret
+    with helm_python.Chart.load(CHART_DIR) as chart:
+        notes = chart.render({"s3": {"existingSecret": "team-s3"}}, name="diffucoder",
+                             namespace=NAMESPACE)["diffucoder/templates/NOTES.txt"]
+    assert "store_secret=team-s3" in notes
