@@ -12,7 +12,10 @@ each an ``openai.OpenAI`` client sending ``--requests`` greedy completions one a
 (``max_tokens`` = ``steps`` = ``--max-tokens``, prompts of 4-40 tokens). Reported per mode:
 requests/s, tokens/s (decoded: requests x max_tokens, the work a diffusion decode does whatever
 the text; and the usage's completion tokens, cut at EOS), p50/p99 latency, mean rows per
-batch (the server's /metrics) and the server's peak RSS (psutil, sampled every 20 ms). Without
+batch (the server's /metrics) and the server's peak RSS (psutil, sampled every 20 ms). Last, the
+ceiling: one model forward per row at batch 1 vs at batch ``--clients`` (every diffusion step is a
+full forward over prompt + completion, so on a CPU a single request already keeps the cores busy
+and batching can gain only what that ratio allows). Without
 ``--model`` a random-weight ``tiny`` model (4 layers, width 256) with a small BPE is made in a
 temp dir: speed is representative, the text is noise.
 """
@@ -44,10 +47,10 @@ WORDS = ["def", "add", "(", "a", ",", "b", ")", ":", "return", "x", "=", "for", 
 class PeakRSS(threading.Thread):
     def __init__(self, pid: int):
         super().__init__(daemon=True)
-        self.process, self.peak, self._stop = psutil.Process(pid), 0, threading.Event()
+        self.process, self.peak, self._done = psutil.Process(pid), 0, threading.Event()
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._done.is_set():
             try:
                 self.peak = max(self.peak, self.process.memory_info().rss)
             except psutil.Error:
@@ -55,7 +58,7 @@ class PeakRSS(threading.Thread):
             time.sleep(0.02)
 
     def stop(self) -> int:
-        self._stop.set()
+        self._done.set()
         self.join()
         return self.peak
 
@@ -118,6 +121,30 @@ def summarize(name: str, runs: list[dict], max_tokens: int, peak_rss: int) -> di
             "peak_rss_mb": peak_rss / 2**20}
 
 
+def forward_ceiling(model_dir: str, rows: int, length: int, threads: int) -> tuple[float, float]:
+    """(ms per row of one model forward at batch 1, at batch ``rows``), ``length`` tokens a row, in this
+    process with the servers' thread count: what batching can gain at most, since every diffusion
+    step is one forward over prompt + completion, whatever the server does around it."""
+    import torch
+
+    from diffucoder.model import load_model
+    if threads:
+        torch.set_num_threads(threads)
+    model = load_model(model_dir).eval()
+    vocab = model.config.vocab_size
+    per_row = []
+    for batch in (1, rows):
+        tokens = torch.randint(0, vocab - 4, (batch, length))
+        with torch.no_grad():
+            for _ in range(3):
+                model(tokens)
+            started = time.perf_counter()
+            for _ in range(10):
+                model(tokens)
+        per_row.append((time.perf_counter() - started) / 10 / batch * 1000)
+    return per_row[0], per_row[1]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", help="model directory (default: a random tiny model in a temp dir)")
@@ -165,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             for server in servers.values():
                 server.stop()
+        typical = round(statistics.mean(len(p.split()) for p in prompts(64, 0))) + args.max_tokens
+        alone, batched = forward_ceiling(model, args.clients, typical, args.server_threads)
     print(f"\n{'mode':<14} {'req/s':>7} {'dec tok/s':>10} {'usage tok/s':>12} {'p50 s':>7} {'p99 s':>7} "
           f"{'rows/batch':>10} {'peak RSS MB':>12}")
     for f in figures:
@@ -172,9 +201,15 @@ def main(argv: list[str] | None = None) -> int:
               f"{f['completion_tokens_per_s']:>12.1f} {f['p50_s']:>7.2f} {f['p99_s']:>7.2f} "
               f"{f['mean_batch_rows']:>10.2f} {f['peak_rss_mb']:>12.0f}")
     gain = figures[0]["requests_per_s"] / figures[1]["requests_per_s"]
+    ceiling = alone / batched
     print(f"\nthroughput with batching / without: {gain:.2f}x at {args.clients} concurrent clients")
+    print(f"model forward alone (servers stopped), ~{typical} tokens a row: {alone:.1f} ms per row at batch 1, "
+          f"{batched:.1f} ms per row at batch {args.clients}: batching can gain at most {ceiling:.2f}x here; "
+          f"the server reached {gain / ceiling:.0%} of that")
     if args.json:
-        Path(args.json).write_text(json.dumps({"args": vars(args), "figures": figures, "gain": gain}, indent=1))
+        Path(args.json).write_text(json.dumps({"args": vars(args), "figures": figures, "gain": gain,
+                                               "forward_ms_per_row": {"batch_1": alone, f"batch_{args.clients}": batched},
+                                               "ceiling": ceiling}, indent=1))
     return 0
 
 
