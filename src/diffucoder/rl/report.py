@@ -14,16 +14,14 @@ worth a KFP ``Metrics`` entry.
 """
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 from typing import Any
 
-from diffucoder.training.metrics import MetricsLog
 from diffucoder.plots import pyplot, save_figure
+from diffucoder.training.metrics import MetricsLog
 from diffucoder.training.report import fmt_value, rolling_mean
 
-TRAINING_DIR, PLOT = "training", "rl_curves.png"
+PLOT = "rl_curves.png"
 KFP_METRIC_KEYS = ("initial_reward_mean", "final_reward_mean", "initial_pass_rate", "final_pass_rate",
                    "initial_eval_pass_rate", "final_eval_pass_rate", "mean_kl", "mean_clip_fraction",
                    "mean_zero_adv_fraction", "mean_logp_var", "train_seconds", "seconds_per_step", "steps",
@@ -120,28 +118,14 @@ def render_report(summary: dict[str, Any], rows: list[dict[str, Any]], config_ya
 def export_rl_model(cfg, module, tokenizer, log: MetricsLog, summary: dict[str, Any], workdir: Path,
                     config_yaml: str) -> tuple[Path, str, str]:
     """Write ``<workdir>/model`` (+ ``training/``) and publish it to ``cfg.output.uri``."""
-    from diffucoder.model import save_model
+    from diffucoder.training.export import finish_model_dir, save_model_dir
 
-    model_dir = workdir / "model"
-    save_model(module, model_dir)
-    tokenizer.save_pretrained(str(model_dir))
-    training = model_dir / TRAINING_DIR
-    training.mkdir(exist_ok=True)
-    shutil.copy2(log.path, training / "metrics.jsonl")
+    model_dir, training = save_model_dir(module, tokenizer, log, workdir)
     plot_curves(log.rows, training / PLOT,
                 title=f"coupled-GRPO: {summary.get('params', 0) / 1e6:.1f}M params, "
                       f"{summary.get('rollouts', 0):,} rollouts")
     report = render_report(summary, log.rows, config_yaml)
-    (training / "report.md").write_text(report)
-    (training / "recipe.yaml").write_text(config_yaml)
-    (training / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
-    uri = ""
-    if cfg.output.uri:
-        from diffucoder.store import resolve
-        store, name = resolve(cfg.output.uri)
-        store.put_artifact(name, model_dir, metadata={
-            "kind": "model", "stage": "rl", "format": "huggingface-dream", "params": summary.get("params"),
-            "steps": summary.get("steps"), "final_reward_mean": summary.get("final_reward_mean"),
-            "final_pass_rate": summary.get("final_pass_rate")})
-        uri = store.uri(name)
+    uri = finish_model_dir(model_dir, report, config_yaml, summary, cfg.output.uri, {
+        "stage": "rl", "params": summary.get("params"), "steps": summary.get("steps"),
+        "final_reward_mean": summary.get("final_reward_mean"), "final_pass_rate": summary.get("final_pass_rate")})
     return model_dir, uri, report
