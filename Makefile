@@ -31,7 +31,8 @@ $(TOOLS_STAMP): tests/platform/checkov-constraints.txt
 	$(TOOLS)/bin/python -m pip install -q -c tests/platform/checkov-constraints.txt checkov
 	touch $@
 
-demo: setup
+# demo needs only the project venv (the checkov tools venv is for the tests).
+demo: $(STAMP)
 	$(BIN)/diffucoder pipeline run-local --preset $(PRESET) --output $(OUT)
 
 test: setup
