@@ -21,6 +21,20 @@ def test_layout_prompt_response_eos_then_dlm_pad():
         sft_batch([[1], [2]], [[3]], seq_len=8, dlm_pad_token_id=DLM_PAD)
 
 
+
+def test_canvas_lengths_end_rows_early_and_keep_the_tail_out_of_the_loss():
+    batch = sft_batch([[1, 2], [3]], [[4], [5, 6]], seq_len=8, dlm_pad_token_id=DLM_PAD, eos_token_id=EOS,
+                      canvas_lengths=[5, 8])
+    assert batch.tokens.tolist() == [[1, 2, 4, EOS, DLM_PAD, DLM_PAD, DLM_PAD, DLM_PAD],
+                                     [3, 5, 6, EOS, DLM_PAD, DLM_PAD, DLM_PAD, DLM_PAD]]
+    assert batch.attention_mask.tolist() == [[1, 1, 1, 1, 1, 0, 0, 0], [1] * 8]
+    maskable = sft_maskable(batch.prompt_mask, batch.attention_mask)
+    assert not maskable[0, 5:].any() and maskable[1, 3:].all()     # past the canvas: never scored
+    with pytest.raises(DiffucoderError, match="canvas length 2 must exceed the prompt"):
+        sft_batch([[1, 2]], [[4]], seq_len=8, dlm_pad_token_id=DLM_PAD, canvas_lengths=[2])
+    with pytest.raises(DiffucoderError, match="1 canvas lengths for 2 rows"):
+        sft_batch([[1], [2]], [[3], [4]], seq_len=8, dlm_pad_token_id=DLM_PAD, canvas_lengths=[4])
+
 def random_sft(seed: int):
     g = torch.Generator().manual_seed(seed)
     lengths = torch.randint(1, 12, (6, 2), generator=g).tolist()

@@ -98,3 +98,19 @@ def test_chat_template_rejects_malformed_records():
         split_chat({"messages": [{"role": "user", "content": "hi"}]})
     with pytest.raises(DiffucoderError, match="message 0"):
         render_prompt([{"role": "robot", "content": "hi"}])
+
+
+def test_canvas_jitter_draws_lengths_that_hold_the_answer_and_repeat_on_resume():
+    prompts = [[7] * (3 + i % 5) for i in range(64)]
+    responses = [[8] * (2 + i % 7) for i in range(64)]
+    rows = ChatRows(prompts, responses, seq_len=32, dlm_pad_id=2, eos_id=0, canvas_jitter=0.5)
+    indices = np.arange(64)
+    lengths = rows.canvas_lengths(indices)
+    bodies = [len(p) + len(r) + 1 for p, r in zip(prompts, responses)]
+    assert all(b <= n <= 32 for b, n in zip(bodies, lengths))
+    assert 16 <= sum(n < 32 for n in lengths) <= 48                      # about half the rows jittered
+    assert rows.canvas_lengths(indices) == lengths                        # same rows, same lengths
+    batch = rows.batch(indices)
+    assert batch.attention_mask.sum(1).tolist() == lengths
+    plain = ChatRows(prompts, responses, seq_len=32, dlm_pad_id=2, eos_id=0)
+    assert plain.canvas_lengths(indices) is None and plain.batch(indices).attention_mask.all()

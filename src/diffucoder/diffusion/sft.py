@@ -9,6 +9,12 @@ The ``<|dlm_pad|>`` tail is ordinary, attended content that the model must learn
 produce (that is how it learns the output length), so ``attention_mask`` is all
 ones and the tail is maskable and scored. Responses too long for ``seq_len`` are
 cut on the right; a prompt that leaves no room for a response is an error.
+
+``canvas_lengths`` (one per row) ends a row's canvas early: positions past it are padding
+(attention 0, never scored), so the row looks like a shorter sequence. Sampling writes into
+``prompt + max_new_tokens`` positions, whatever length training used; rows of one fixed
+length teach a small model that its canvas always ends at ``seq_len`` (see
+``training.data_loader.ChatRows``, ``data.canvas_jitter``).
 """
 from __future__ import annotations
 
@@ -24,14 +30,17 @@ from diffucoder.errors import DiffucoderError
 class SFTBatch(NamedTuple):
     tokens: torch.Tensor          # (B, seq_len) long
     prompt_mask: torch.Tensor     # (B, seq_len) bool, True on prompt tokens
-    attention_mask: torch.Tensor  # (B, seq_len) long, all ones (dlm_pad is content, not padding)
+    attention_mask: torch.Tensor  # (B, seq_len) long, ones up to each row's canvas length
 
 
 def sft_batch(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], seq_len: int,
-              dlm_pad_token_id: int, eos_token_id: int | None = None) -> SFTBatch:
+              dlm_pad_token_id: int, eos_token_id: int | None = None,
+              canvas_lengths: Sequence[int] | None = None) -> SFTBatch:
     """Lay out ``prompt + response [+ eos] + dlm_pad*`` rows of exactly ``seq_len`` tokens."""
     if len(prompts) != len(responses):
         raise DiffucoderError(f"sft_batch: {len(prompts)} prompts but {len(responses)} responses")
+    if canvas_lengths is not None and len(canvas_lengths) != len(prompts):
+        raise DiffucoderError(f"sft_batch: {len(canvas_lengths)} canvas lengths for {len(prompts)} rows")
     tokens = torch.full((len(prompts), seq_len), dlm_pad_token_id, dtype=torch.long)
     prompt_mask = torch.zeros((len(prompts), seq_len), dtype=torch.bool)
     for row, (prompt, response) in enumerate(zip(prompts, responses)):
@@ -42,7 +51,13 @@ def sft_batch(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int
         body = body[:seq_len]
         tokens[row, :len(body)] = torch.tensor(body, dtype=torch.long)
         prompt_mask[row, :len(prompt)] = True
-    return SFTBatch(tokens=tokens, prompt_mask=prompt_mask, attention_mask=torch.ones_like(tokens))
+    attention_mask = torch.ones_like(tokens)
+    for row, length in enumerate(canvas_lengths or ()):
+        if not len(prompts[row]) < length <= seq_len:
+            raise DiffucoderError(f"sft_batch: sample {row}: canvas length {length} must exceed the "
+                                  f"prompt ({len(prompts[row])} tokens) and be at most seq_len ({seq_len})")
+        attention_mask[row, length:] = 0
+    return SFTBatch(tokens=tokens, prompt_mask=prompt_mask, attention_mask=attention_mask)
 
 
 def sft_maskable(prompt_mask: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -56,6 +56,9 @@ class DataSection:
                                       "(token_shards) or in model.init_from (chat_jsonl)")
     seq_len: int = setting(0, min=0, help="tokens per row; 0 = the shards' packed length. For shards "
                                          "it must divide the packed length")
+    canvas_jitter: float = setting(0.0, min=0.0, max=1.0, help="chat_jsonl: share of training rows whose canvas "
+                                   "ends at a random length in [prompt + response + eos, seq_len]; "
+                                   "teaches a small model to answer in sampling's shorter canvases")
     batch_size: int = setting(8, min=1, help="rows per device per micro-step")
     grad_accum: int = setting(1, min=1, help="micro-steps per optimizer step")
     shuffle: bool = setting(True, help="reshuffle rows every epoch (seeded)")

@@ -54,15 +54,21 @@ class ShardRows:
 
 
 class ChatRows:
-    """Tokenised (prompt, response) pairs, laid out by ``sft_batch`` (dlm_pad fills the rest)."""
+    """Tokenised (prompt, response) pairs, laid out by ``sft_batch`` (dlm_pad fills the rest).
+
+    ``canvas_jitter`` > 0 ends some rows' canvases at random lengths (``sft_batch``'s
+    ``canvas_lengths``), so the model also answers in canvases shorter than ``seq_len``, as
+    sampling with ``prompt + max_new_tokens`` positions asks it to."""
 
     def __init__(self, prompts: list[list[int]], responses: list[list[int]], seq_len: int,
-                 dlm_pad_id: int, eos_id: int, skipped: int = 0):
+                 dlm_pad_id: int, eos_id: int, skipped: int = 0, canvas_jitter: float = 0.0):
         self.prompts, self.responses, self.seq_len = prompts, responses, seq_len
         self.dlm_pad_id, self.eos_id, self.skipped = dlm_pad_id, eos_id, skipped
+        self.canvas_jitter = canvas_jitter
 
     @classmethod
-    def from_jsonl(cls, path: str | Path, tokenizer, seq_len: int, ids: dict[str, int]) -> ChatRows:
+    def from_jsonl(cls, path: str | Path, tokenizer, seq_len: int, ids: dict[str, int],
+                   canvas_jitter: float = 0.0) -> ChatRows:
         """Read chat records; samples whose prompt leaves no room for an answer are skipped."""
         prompts, responses, skipped = [], [], 0
         path = Path(path)
@@ -89,7 +95,7 @@ class ChatRows:
         if not prompts:
             raise DiffucoderError(f"{path}: every prompt is longer than data.seq_len={seq_len} "
                                   "allows; raise data.seq_len")
-        return cls(prompts, responses, seq_len, ids["dlm_pad"], ids["eos"], skipped)
+        return cls(prompts, responses, seq_len, ids["dlm_pad"], ids["eos"], skipped, canvas_jitter)
 
     def __len__(self) -> int:
         return len(self.prompts)
@@ -98,9 +104,24 @@ class ChatRows:
         """Samples whose response (+ eos) does not fit and is cut."""
         return sum(len(p) + len(r) + 1 > self.seq_len for p, r in zip(self.prompts, self.responses))
 
+    def canvas_lengths(self, indices: np.ndarray) -> list[int] | None:
+        """With probability ``canvas_jitter`` per row, a canvas length drawn uniformly between the
+        row's prompt + response + eos and ``seq_len`` (else ``seq_len``). Drawn from the row indices
+        alone, so a resumed run sees the same lengths."""
+        if not self.canvas_jitter:
+            return None
+        rng = np.random.default_rng([int(i) for i in indices])
+        lengths = []
+        for i in indices:
+            body = min(len(self.prompts[i]) + len(self.responses[i]) + 1, self.seq_len)
+            jitter = rng.random() < self.canvas_jitter
+            lengths.append(int(rng.integers(body, self.seq_len + 1)) if jitter else self.seq_len)
+        return lengths
+
     def batch(self, indices: np.ndarray) -> Batch:
         out = sft_batch([self.prompts[i] for i in indices], [self.responses[i] for i in indices],
-                        self.seq_len, dlm_pad_token_id=self.dlm_pad_id, eos_token_id=self.eos_id)
+                        self.seq_len, dlm_pad_token_id=self.dlm_pad_id, eos_token_id=self.eos_id,
+                        canvas_lengths=self.canvas_lengths(indices))
         return Batch(out.tokens, out.attention_mask, out.prompt_mask)
 
 

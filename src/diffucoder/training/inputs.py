@@ -151,7 +151,7 @@ def prepare_inputs(cfg: TrainConfig, env: DistEnv, workdir: Path) -> Inputs:
         tokenizer = load_tokenizer(tok_dir, "data.tokenizer" if d.tokenizer else "model.init_from")
         ids = special_ids(tokenizer, "data.tokenizer")
         path = _on_local_rank_zero_first(env, lambda: fetch_file(d.uri, d.file, "data.uri", cache / "data"))
-        train_rows = ChatRows.from_jsonl(path, tokenizer, d.seq_len, ids)
+        train_rows = ChatRows.from_jsonl(path, tokenizer, d.seq_len, ids, d.canvas_jitter)
         val_rows = None
         if d.val_file:
             val_path = _on_local_rank_zero_first(
