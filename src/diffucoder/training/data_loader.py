@@ -100,9 +100,13 @@ class ChatRows:
     def __len__(self) -> int:
         return len(self.prompts)
 
+    def body_length(self, i: int) -> int:
+        """Tokens of sample ``i``'s prompt + response + eos (before any cut to ``seq_len``)."""
+        return len(self.prompts[i]) + len(self.responses[i]) + 1
+
     def truncated(self) -> int:
         """Samples whose response (+ eos) does not fit and is cut."""
-        return sum(len(p) + len(r) + 1 > self.seq_len for p, r in zip(self.prompts, self.responses))
+        return sum(self.body_length(i) > self.seq_len for i in range(len(self)))
 
     def canvas_lengths(self, indices: np.ndarray) -> list[int] | None:
         """With probability ``canvas_jitter`` per row, a canvas length drawn uniformly between the
@@ -113,7 +117,7 @@ class ChatRows:
         rng = np.random.default_rng([int(i) for i in indices])
         lengths = []
         for i in indices:
-            body = min(len(self.prompts[i]) + len(self.responses[i]) + 1, self.seq_len)
+            body = min(self.body_length(i), self.seq_len)
             jitter = rng.random() < self.canvas_jitter
             lengths.append(int(rng.integers(body, self.seq_len + 1)) if jitter else self.seq_len)
         return lengths
