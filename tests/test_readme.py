@@ -126,7 +126,7 @@ def test_helm_install_renders_with_the_same_values():
 
 def test_cluster_only_commands_use_the_names_the_platform_creates():
     text = "\n".join(c for c in commands() if "kubectl" in c)
-    from pipelines.diffucoder_pipeline import diffucoder_pipeline
+    from diffucoder_kfp.pipeline import diffucoder_pipeline
     params = diffucoder_pipeline.component_spec.inputs
     assert f"get inferenceservice {params['deploy_name'].default}" in text   # the deploy step's default name
     assert "get trainjobs,inferenceservices" in text
@@ -148,7 +148,7 @@ def test_kfp_cli_commands_create_the_pipeline_and_runs(fake_kfp):
     from click.testing import CliRunner
     from kfp.cli.cli import cli
 
-    from diffucoder.pipeline_remote import read_pipeline_file
+    from diffucoder_kfp.remote import read_pipeline_file
 
     declared = set(read_pipeline_file(COMPILED)["root"]["inputDefinitions"]["parameters"])
     runs = 0

@@ -4,66 +4,47 @@
     diffucoder curate --config configs/tiny-cpu/curate.yaml --output runs/x/curated input.paths='[/usr/lib/python3.11]'
     diffucoder pipeline run-local --preset tiny-cpu
 
-Each command lives in the package that implements it, as a module exposing
-``add_arguments(parser)`` and ``main(args) -> int``. Modules are imported only
-when their command runs, so ``diffucoder sandbox ...`` never imports torch.
+A stage's command comes from the stage registry (``diffucoder.stages.registry``); the tools
+are listed here. Each command lives in the package that implements it, as a module exposing
+``add_arguments(parser)`` and ``main(args) -> int``, imported only when its command runs
+(``diffucoder sandbox ...`` never imports torch; ``diffucoder pipeline`` needs the
+``pipeline`` extra, kfp).
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import sys
-from pathlib import Path
 
 from diffucoder import __version__
 from diffucoder.errors import DiffucoderError
+from diffucoder.stages.registry import STAGES
 
-# name -> (module with add_arguments/main, one-line summary)
-COMMANDS: dict[str, tuple[str, str]] = {
-    "curate": ("diffucoder.data.cli",
-               "filter, dedup, decontaminate, tokenize and pack a code corpus"),
+# Commands that are not a stage of the run: name -> (module with add_arguments/main, summary).
+TOOLS: dict[str, tuple[str, str]] = {
     "store": ("diffucoder.store.cli", "list, fetch and verify artifacts in the artifact store"),
-    "pipeline": ("diffucoder.pipeline_cli",
-                 "compile, run locally, upload or submit the Kubeflow pipeline"),
+    "tasks": ("diffucoder.tasks.cli", "write the synthetic function-writing task suite"),
+    "generate": ("diffucoder.sampling.cli", "decode prompts with the diffusion sampler"),
+    "analyze-arness": ("diffucoder.sampling.arness_cli", "measure how left-to-right decoding is (AR-ness@k)"),
+    "sandbox": ("diffucoder.sandbox.cli", "run untrusted code against tests, isolated"),
+    "serve": ("diffucoder.serving.cli", "serve a model over HTTP (KServe + OpenAI routes)"),
+    "kube": ("diffucoder.stages.kube_cli", "render/launch training jobs, deploy to KServe"),
+    "pipeline": ("diffucoder_kfp.cli", "compile, run locally, upload or submit the Kubeflow pipeline"),
+    "doctor": ("diffucoder.doctor_cli", "preflight checks of a cluster (--cluster)"),
 }
 
-
-def register(name: str, module: str, summary: str) -> None:
-    """Add a command (used by stages as they land, and by tests)."""
-    COMMANDS[name] = (module, summary)
+COMMANDS: dict[str, tuple[str, str]] = {
+    **{s.name: (s.cli, s.summary) for s in STAGES if s.cli}, **TOOLS}
 
 
-def _load_optional_commands() -> None:
-    """Commands of stages whose packages are present in this install."""
-    optional = {
-        "pretrain": ("diffucoder.training.cli", "masked-diffusion pre-training / adaptation"),
-        "sft": ("diffucoder.training.cli_sft", "masked-diffusion instruction tuning"),
-        "generate": ("diffucoder.sampling.cli", "decode prompts with the diffusion sampler"),
-        "analyze-arness": ("diffucoder.sampling.arness_cli",
-                           "measure how left-to-right decoding is (AR-ness@k)"),
-        "sandbox": ("diffucoder.sandbox.cli", "run untrusted code against tests, isolated"),
-        "evaluate": ("diffucoder.evaluation.cli", "pass@k of a model on code benchmarks"),
-        "rl": ("diffucoder.rl.cli", "coupled-GRPO reinforcement learning"),
-        "tasks": ("diffucoder.tasks.cli", "write the synthetic function-writing task suite"),
-        "serve": ("diffucoder.serving.cli", "serve a model over HTTP (KServe + OpenAI routes)"),
-        "kube": ("diffucoder.kube.cli", "render/launch training jobs, deploy to KServe"),
-    }
-    for name, (module, summary) in optional.items():
-        if name not in COMMANDS and _module_exists(module):
-            COMMANDS[name] = (module, summary)
-
-
-def _module_exists(module: str) -> bool:
-    """True if ``diffucoder.x.y`` is a file of this package (without importing ``diffucoder.x``,
-    which would pull in torch just to print help)."""
-    package_dir = Path(__file__).resolve().parent
-    relative = Path(*module.split(".")[1:])
-    return (package_dir / relative.with_suffix(".py")).is_file() or \
-        (package_dir / relative / "__init__.py").is_file()
+def _installed(module: str) -> bool:
+    """Whether ``module``'s top-level package is importable (``diffucoder_kfp`` ships with the
+    distribution; an install without it has no ``pipeline`` command)."""
+    return importlib.util.find_spec(module.split(".")[0]) is not None
 
 
 def build_parser() -> argparse.ArgumentParser:
-    _load_optional_commands()
     parser = argparse.ArgumentParser(
         prog="diffucoder",
         description="Train, evaluate and serve masked-diffusion code LLMs "
@@ -72,9 +53,20 @@ def build_parser() -> argparse.ArgumentParser:
                "are given as key.sub=value after the options.")
     parser.add_argument("--version", action="version", version=f"diffucoder {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="<command>")
-    for name, (_module, summary) in sorted(COMMANDS.items()):
-        sub.add_parser(name, help=summary, add_help=False)
+    for name, (module, summary) in sorted(COMMANDS.items()):
+        if _installed(module):
+            sub.add_parser(name, help=summary, add_help=False)
     return parser
+
+
+def _load(name: str, module_name: str):
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name in ("kfp", "kfp_kubernetes") or (err.name or "").startswith("kfp."):
+            raise DiffucoderError(f"'diffucoder {name}' needs Kubeflow Pipelines' SDK: "
+                                  "pip install 'diffucoder[pipeline]'") from None
+        raise
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,14 +78,14 @@ def main(argv: list[str] | None = None) -> int:
     if argv[0] == "--version":
         parser.parse_args(argv)
     name = argv[0]
-    if name not in COMMANDS:
+    if name not in COMMANDS or not _installed(COMMANDS[name][0]):
         parser.error(f"unknown command '{name}' (choose from {', '.join(sorted(COMMANDS))})")
     module_name, summary = COMMANDS[name]
-    module = importlib.import_module(module_name)
-    cmd_parser = argparse.ArgumentParser(prog=f"diffucoder {name}", description=summary)
-    module.add_arguments(cmd_parser)
-    args = cmd_parser.parse_args(argv[1:])
     try:
+        module = _load(name, module_name)
+        cmd_parser = argparse.ArgumentParser(prog=f"diffucoder {name}", description=summary)
+        module.add_arguments(cmd_parser)
+        args = cmd_parser.parse_args(argv[1:])
         return int(module.main(args) or 0)
     except DiffucoderError as err:
         print(f"diffucoder {name}: error: {err}", file=sys.stderr)

@@ -7,8 +7,10 @@ import pytest
 
 from diffucoder.errors import DiffucoderError
 from diffucoder.kube import (JOB_KINDS, LaunchCancelled, LaunchError, TrainingJobSpec, launch,
-                             render_job, stage_command)
-from diffucoder.stages import recipe_wiring
+                             render_job)
+from diffucoder.stages.cluster import job_command
+from diffucoder.stages.registry import stage
+from diffucoder.stages.training import wiring
 from diffucoder.kube.objects import SPEC_HASH, spec_hash, stamp
 from kube_emulator import (PYTORCHJOBS, TRAINJOBS, add_pod, condition, log_lines, pod, set_status)
 
@@ -19,11 +21,10 @@ KIND_NAMES = {"trainjob": "TrainJob", "pytorchjob": "PyTorchJob"}
 
 
 def job(kind: str = "trainjob", name: str = "r1-pretrain", steps: int = 10) -> dict:
-    overrides = recipe_wiring("pretrain", store_root="s3://diffucoder", run_name="r1",
-                                data_uri="s3://diffucoder/runs/r1/curated")
+    values = wiring(stage("pretrain"), store_root="s3://diffucoder", run_name="r1",
+                    data_uri="s3://diffucoder/runs/r1/curated")
     spec = TrainingJobSpec(name=name, namespace=NS, image="ghcr.io/x/diffucoder-train:0.1.0",
-                           command=stage_command("pretrain", "tiny-cpu",
-                                                 [*overrides, f"train.steps={steps}"]),
+                           command=job_command(stage("pretrain"), "tiny-cpu", values, [f"train.steps={steps}"]),
                            nodes=2, cpu="2", memory="4Gi")
     return render_job(spec, kind)
 

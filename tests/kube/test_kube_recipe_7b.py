@@ -4,7 +4,7 @@ import argparse
 
 import pytest
 
-from diffucoder.kube.cli import add_arguments, build_job
+from diffucoder.stages.kube_cli import add_arguments, build_job
 from diffucoder.kube.config import image_ref, load_cluster_config
 from diffucoder.model import build_config, param_count
 from kube_emulator import validation_errors
@@ -59,7 +59,7 @@ def test_rl_job_is_one_node_of_8_gpus_under_zero2():
     assert validation_errors(job) == []
     trainer = job["spec"]["trainer"]
     assert (trainer["numNodes"], trainer["numProcPerNode"]) == (1, 8)
-    assert trainer["command"][3:6] == ["rl", "--preset", "7b-gpu"]
+    assert trainer["command"][3:7] == ["rl", "train", "--preset", "7b-gpu"]
     assert "model.init_from='s3://diffucoder/runs/r1/sft'" in trainer["command"]
     text = "\n".join(lines)
     assert "zero2 over 8 ranks" in text and "+ reference model for the KL term 14.19 GiB" in text
@@ -71,12 +71,15 @@ def test_sft_recipe_deepspeed_config_loads_in_deepspeed_at_64_gpus(monkeypatch, 
     from deepspeed import comm
     from deepspeed.runtime.config import DeepSpeedConfig
 
-    from diffucoder.stages.pretrain import training_config
+    from diffucoder.stages.registry import stage as stage_named
+    from diffucoder.stages.training import recipe_config, wiring
+    from diffucoder.training.config import SFTConfig
     from diffucoder.training.deepspeed_engine import deepspeed_config
 
-    cfg = training_config("sft", "7b-gpu", "s3://diffucoder", "r1", data_uri="s3://diffucoder/runs/r1/tasks",
-                          init_from="s3://diffucoder/runs/r1/pretrain",
-                          overrides=[f"distributed.deepspeed_config={json_file}"])
+    sft = stage_named("sft")
+    values = wiring(sft, store_root="s3://diffucoder", run_name="r1", data_uri="s3://diffucoder/runs/r1/tasks",
+                    init_from="s3://diffucoder/runs/r1/pretrain")
+    cfg = recipe_config(SFTConfig, "7b-gpu", sft, values, [f"distributed.deepspeed_config={json_file}"])
     world = load_cluster_config("7b-gpu").training.shape("sft")
     world_size = world.nodes * world.gpus_per_node
     # DeepSpeed reads the world size from its process group; answer as rank 0 of the 8 x 8 job.
@@ -94,7 +97,8 @@ def test_cluster_presets_load_and_size_every_stage():
     big, tiny = load_cluster_config("7b-gpu"), load_cluster_config("tiny-cpu")
     assert {s: (big.training.shape(s).nodes, big.training.shape(s).gpus_per_node)
             for s in ("pretrain", "sft", "rl")} == {"pretrain": (10, 8), "sft": (8, 8), "rl": (1, 8)}
-    assert big.serving.gpus == 1 and big.serving.node_selector == {"nvidia.com/gpu.present": "true"}
+    # serving: the GPU request places the pod; no placement fields, so Knative accepts it too
+    assert big.serving.gpus == 1 and big.serving.node_selector == {} and big.serving.tolerations == []
     assert all(tiny.training.shape(s).gpus_per_node == 0 for s in ("pretrain", "sft", "rl"))
     job, lines, _ = build_job(job_args("--preset", "tiny-cpu", "--stage", "pretrain"))
     assert validation_errors(job) == [] and job["spec"]["trainer"]["numProcPerNode"] == 1

@@ -18,7 +18,8 @@ CREATED = "2026-01-01T00:00:00Z"   # every object's created_at (the CLI prints i
 
 
 class FakeKFP:
-    def __init__(self):
+    def __init__(self, tag_name: str = "2.5.0"):
+        self.tag_name = tag_name               # healthz's tag_name: the API server's build tag
         self.pipelines: dict[str, dict] = {}
         self.versions: dict[str, list[dict]] = {}
         self.uploads: dict[str, str] = {}      # version id -> uploaded YAML text
@@ -77,7 +78,8 @@ class FakeKFP:
                 fake.auth_headers.append(self.headers.get("Authorization"))
                 parts = url.path.strip("/").split("/")
                 if url.path == "/apis/v2beta1/healthz":
-                    return self._send(200, {"multi_user": False})
+                    return self._send(200, {"commit_sha": "unknown", "tag_name": fake.tag_name,
+                                            "multi_user": False})
                 if url.path == "/apis/v2beta1/pipelines":
                     found = [p for p in fake.pipelines.values() if fake._matches(p, q.get("filter"))]
                     return self._send(200, {"pipelines": found, "total_size": len(found)} if found else {})

@@ -3,7 +3,8 @@ import yaml
 from kfp import components
 
 from diffucoder import __version__
-from pipelines.compile import COMPILED_DIR, compile_pipeline, compiled_filename, version_name
+from diffucoder_kfp.compile import compile_pipeline, compiled_filename, version_name
+from tests.checkout import COMPILED_DIR
 
 
 def test_committed_compiled_yaml_is_in_sync_with_the_code(tmp_path):

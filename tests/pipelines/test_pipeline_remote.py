@@ -6,8 +6,9 @@ import yaml
 
 from diffucoder.cli import main
 from diffucoder.errors import DiffucoderError
-from diffucoder.pipeline_remote import make_client, parse_params, submit, upload
-from pipelines.compile import COMPILED_DIR, compiled_filename
+from diffucoder_kfp.remote import make_client, parse_params, submit, upload
+from diffucoder_kfp.compile import compiled_filename
+from tests.checkout import COMPILED_DIR
 
 from fake_kfp_server import FakeKFP  # noqa: E402  (tests/pipelines is on sys.path via conftest)
 

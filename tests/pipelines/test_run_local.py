@@ -11,7 +11,7 @@ import json
 import pytest
 import yaml
 
-from diffucoder.pipeline_cli import run_local
+from diffucoder_kfp.cli import run_local
 from diffucoder.store import open_store
 
 pytestmark = pytest.mark.integration

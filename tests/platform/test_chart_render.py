@@ -7,9 +7,9 @@ import yaml
 from platform_support import CHART_DIR, NAMESPACE, gpu_values
 from k8s_schema import validation_errors
 
-from components.images import ALL_IMAGES
+from diffucoder_kfp.components.images import ALL_IMAGES
 from diffucoder import __version__
-from pipelines.compile import COMPILED_DIR
+from tests.checkout import COMPILED_DIR
 
 EXPECTED = {
     ("Secret", "diffucoder-s3"), ("StatefulSet", "diffucoder-minio"),
@@ -90,8 +90,9 @@ def test_kserve_account_points_at_the_s3_secret_and_runtime_serves_the_model(cha
     assert [f["name"] for f in runtime["supportedModelFormats"]] == ["diffucoder"]
     (container,) = runtime["containers"]
     assert container["image"] == ALL_IMAGES["serve"]
-    assert container["args"] == ["diffucoder", "serve", "--model", "/mnt/models",
-                                 "--port", "8080"]
+    assert container["args"] == ["diffucoder", "serve", "--model", "/mnt/models", "--port", "8080",
+                                 "--config", "/opt/diffucoder/configs/tiny-cpu/serve.yaml",
+                                 "--model_name={{.Name}}"]   # KServe fills in the InferenceService's name
     assert container["ports"][0]["containerPort"] == 8080
 
 

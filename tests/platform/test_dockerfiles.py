@@ -9,9 +9,9 @@ import yaml
 from platform_support import ROOT, tool
 from dockerfile_rules import instructions, rule_violations
 
-from components.images import ALL_IMAGES
+from diffucoder_kfp.components.images import ALL_IMAGES
 from diffucoder import __version__
-from pipelines.compile import COMPILED_DIR
+from tests.checkout import COMPILED_DIR
 
 IMAGES_DIR = ROOT / "images"
 DOCKERFILES = {name: IMAGES_DIR / name / "Dockerfile" for name in ALL_IMAGES}
@@ -40,12 +40,13 @@ def test_every_component_image_has_a_dockerfile_and_ignore_file():
 
 
 def component_images() -> dict[str, str]:
-    """component name -> image, for every kfp component in components/<stage>/."""
+    """component name -> image, for every kfp component in diffucoder_kfp/components/<stage>/."""
     from kfp.dsl.base_component import BaseComponent
 
     images = {}
-    for package in sorted(p.parent.name for p in (ROOT / "components").glob("*/__init__.py")):
-        module = importlib.import_module(f"components.{package}")
+    components = ROOT / "src" / "diffucoder_kfp" / "components"
+    for package in sorted(p.parent.name for p in components.glob("*/__init__.py")):
+        module = importlib.import_module(f"diffucoder_kfp.components.{package}")
         for name, obj in vars(module).items():
             if isinstance(obj, BaseComponent):
                 images[name] = obj.component_spec.implementation.container.image

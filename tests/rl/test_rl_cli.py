@@ -1,10 +1,9 @@
-"""``diffucoder rl`` and ``diffucoder rl filter``: options, overrides, outputs, errors (exit 2)."""
+"""``diffucoder rl train`` and ``diffucoder rl filter``: options, overrides, outputs, errors (exit 2)."""
 import json
 
 import pytest
 
 from diffucoder.cli import main as cli_main
-from diffucoder.rl.cli import split_mode
 from diffucoder.rl.prompts import read_pass_rates, read_prompts
 from tests.rl.rl_trainer_helpers import make_model_dir, make_suite, micro_overrides, write_acecode
 
@@ -24,7 +23,7 @@ def _options(overrides: list[str]) -> list[str]:
 def test_rl_command_trains_and_publishes(assets, tmp_path, capsys):
     model_dir, suite = assets
     store = (tmp_path / "store").as_uri()
-    code = cli_main(["rl", "--config", "configs/tiny-cpu/rl.yaml", "--init", str(model_dir), "--data", str(suite),
+    code = cli_main(["rl", "train", "--config", "configs/tiny-cpu/rl.yaml", "--init", str(model_dir), "--data", str(suite),
                      "--output", f"{store}/runs/r1/rl", "--workdir", str(tmp_path / "w"),
                      *_options(micro_overrides(model_dir, suite, tmp_path / "w", steps=1))])
     out = capsys.readouterr().out
@@ -67,16 +66,19 @@ def test_filter_by_sampling_the_model(assets, tmp_path, capsys):
 
 def test_errors_exit_2_with_a_message(assets, tmp_path, capsys):
     model_dir, suite = assets
-    assert cli_main(["rl", "--data", str(suite), "train.steps=1"]) == 2
+    assert cli_main(["rl", "train", "--data", str(suite), "train.steps=1"]) == 2
     assert "'model.init_from': required" in capsys.readouterr().err
-    assert cli_main(["rl", "filter", "--init", str(model_dir), "--data", str(suite)]) == 2
-    assert "--out FILE is required" in capsys.readouterr().err
-    assert cli_main(["rl", "--init", str(model_dir), "--data", str(suite), "--out", "x.jsonl"]) == 2
-    assert "'diffucoder rl filter'" in capsys.readouterr().err
-    assert cli_main(["rl", "--init", str(model_dir), "objective.kl=1"]) == 2
+    with pytest.raises(SystemExit) as missing_out:   # argparse: usage and exit 2
+        cli_main(["rl", "filter", "--init", str(model_dir), "--data", str(suite)])
+    assert missing_out.value.code == 2 and "--out" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as out_on_train:
+        cli_main(["rl", "train", "--init", str(model_dir), "--data", str(suite), "--out", "x.jsonl"])
+    assert out_on_train.value.code == 2 and "--out" in capsys.readouterr().err
+    assert cli_main(["rl", "train", "--init", str(model_dir), "objective.kl=1"]) == 2
     assert "unknown key" in capsys.readouterr().err
 
 
-def test_mode_word_comes_first():
-    assert split_mode(["filter", "a=1"]) == ("filter", ["a=1"])
-    assert split_mode(["a=1"]) == ("train", ["a=1"]) and split_mode([]) == ("train", [])
+def test_the_action_is_a_subcommand(capsys):
+    with pytest.raises(SystemExit) as no_action:
+        cli_main(["rl", "--init", "x"])
+    assert no_action.value.code == 2 and "train" in capsys.readouterr().err

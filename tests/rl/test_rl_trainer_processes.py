@@ -31,7 +31,7 @@ def command(assets, tmp_path, name: str, steps: int, extra=(), launcher=()) -> l
     overrides = micro_overrides(model_dir, suite, tmp_path / f"work-{name}", steps, [
         f"checkpoint.uri={(tmp_path / f'ckpt-{name}').as_uri()}", "checkpoint.every_steps=2",
         "checkpoint.keep_last=2", "objective.ref_sync_every=2", "objective.beta=0.5", *extra])
-    return [sys.executable, *launcher, "-m", "diffucoder.cli", "rl", "--config", "configs/tiny-cpu/rl.yaml",
+    return [sys.executable, *launcher, "-m", "diffucoder.cli", "rl", "train", "--config", "configs/tiny-cpu/rl.yaml",
             *overrides]
 
 

@@ -8,6 +8,8 @@ from diffucoder.stages.curate import run_curate_stage
 from diffucoder.stages.plan import check_start, passthrough_model, trains
 from diffucoder.stages.pretrain import run_pretrain_stage
 from diffucoder.stages.sft import run_sft_stage
+from diffucoder.stages.training import recipe_config, wiring
+from diffucoder.training.config import TrainConfig
 from diffucoder.store import open_store
 from tests.rl.rl_trainer_helpers import make_model_dir
 
@@ -79,6 +81,12 @@ def test_start_model_is_what_adaptation_starts_from_and_an_explicit_override_win
                        start_model="s3://models/qwen2.5-coder", overrides=["model.init_from='s3://models/other'"],
                        launcher=launcher)
     (stage, preset, first), (_, _, second) = launcher.calls
-    assert (stage, preset) == ("pretrain", "tiny-cpu")
-    assert first["overrides"] == ["model.init_from='s3://models/qwen2.5-coder'"]
-    assert second["overrides"][-1] == "model.init_from='s3://models/other'"   # last wins in the recipe
+    assert (stage.name, preset) == ("pretrain", "tiny-cpu")
+
+    def recipe(call):   # what the job's own CLI resolves from what the launcher was given
+        values = wiring(stage, store_root=call["store_root"], run_name=call["run_name"],
+                        data_uri=call["data_uri"], init_from=call["init_from"])
+        return recipe_config(TrainConfig, preset, stage, values, call["overrides"])
+
+    assert recipe(first).model.init_from == "s3://models/qwen2.5-coder"
+    assert recipe(second).model.init_from == "s3://models/other"   # the explicit override wins

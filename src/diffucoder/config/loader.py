@@ -209,15 +209,36 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
-def load_config(cls: type[T], path: str | Path | None = None,
-                overrides: typing.Iterable[str] = ()) -> T:
-    """Build ``cls`` from its defaults, then the YAML at ``path``, then ``overrides``."""
+def nest(values: typing.Mapping[str, Any], source: str = "values") -> dict:
+    """``{"data.uri": "x", "train.steps": 3}`` -> ``{"data": {"uri": "x"}, "train": {"steps": 3}}``."""
+    tree: dict = {}
+    for key, value in values.items():
+        if not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"{source}: {key!r}: empty key")
+        node = tree
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{source}: '{key}': conflicts with another key")
+        node[leaf] = value
+    return tree
+
+
+def load_config(cls: type[T], path: str | Path | None = None, overrides: typing.Iterable[str] = (),
+                values: typing.Mapping[str, Any] | None = None) -> T:
+    """Build ``cls`` from its defaults, then the YAML at ``path``, then ``values`` (typed values by
+    dotted key, e.g. the store locations a stage wires in), then ``overrides`` (``key=value`` text)."""
     data: dict = {}
     source = "defaults"
     if path is not None:
         data = read_yaml(path)
         source = str(path)
         _build(cls, data, "", source)  # errors in the file name the file
+    if values:
+        wired = nest(values)
+        _check_keys(cls, wired, "", "wiring")
+        data = _merge(data, wired)
     cli = parse_overrides(overrides)
     if cli:
         _check_keys(cls, cli, "", "command line")

@@ -1,12 +1,14 @@
 """Find a stage's recipe YAML for a preset: ``recipe_path("tiny-cpu", "curate")``.
 
 Recipes live in ``configs/<preset>/<stage>.yaml``. They are searched in
-``$DIFFUCODER_CONFIGS`` (the images set it to ``/opt/diffucoder/configs``), then
-in the ``configs/`` folder of the checkout this package was installed from.
+``$DIFFUCODER_CONFIGS`` (the images set it to ``/opt/diffucoder/configs``), then in the
+``configs/`` folder of the checkout this package was installed from (an editable install),
+then in ``<prefix>/share/diffucoder/configs``, where an installed distribution puts them.
 """
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from diffucoder.config.loader import ConfigError
@@ -17,6 +19,7 @@ def config_dirs() -> list[Path]:
     if os.environ.get("DIFFUCODER_CONFIGS"):
         dirs.append(Path(os.environ["DIFFUCODER_CONFIGS"]))
     dirs.append(Path(__file__).resolve().parents[3] / "configs")  # src/diffucoder/config -> repo
+    dirs.append(Path(sys.prefix) / "share" / "diffucoder" / "configs")
     return [d for d in dirs if d.is_dir()]
 
 

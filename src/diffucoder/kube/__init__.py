@@ -3,7 +3,7 @@
     from diffucoder import kube
     spec = kube.training_job_spec(kube.load_cluster_config("7b-gpu"), "pretrain",
                                   name="r1-pretrain", namespace="ml-team",
-                                  command=kube.stage_command("pretrain", "7b-gpu", overrides))
+                                  command=kube.torchrun_command(["pretrain", "--preset", "7b-gpu", *overrides]))
     job = kube.render_trainjob(spec)                   # or render_pytorchjob(spec)
     result = kube.launch(job, api_client=kube.api_client(), timeout_s=86400, poll_s=30)
 
@@ -12,36 +12,28 @@
         storage_uri=kube.model_storage_uri("s3://diffucoder/runs/r1/sft")))
     kube.deploy(isvc, api_client=kube.api_client(), timeout_s=900).url
 
-    # what a pipeline step calls: the stage's job from configs/<preset>/cluster.yaml + overrides
-    kube.launch_stage_job("pretrain", "7b-gpu", store_root="s3://diffucoder", run_name="r1",
-                          data_uri="s3://diffucoder/runs/r1/curated",
-                          cluster={"training": {"kind": "pytorchjob"}})
-    kube.run_deploy_stage("7b-gpu", "s3://diffucoder/runs/r1/rl", name="diffucoder-r1")
-
 Rendering needs no cluster (objects are plain dicts, checked against the CRD schemas in the
-tests); ``launch``/``deploy`` use the official ``kubernetes`` client. Nothing here imports
-kfp: the components in ``components/`` wrap these functions. ``diffucoder kube ...`` is the CLI.
+tests); ``launch``/``deploy`` use the official ``kubernetes`` client. This package knows the
+Kubernetes API, not the stages: ``diffucoder.stages.cluster`` (a stage as a cluster job) and
+``diffucoder.stages.deploy`` (the deploy stage) build on it, and ``diffucoder kube ...``
+(``diffucoder.stages.kube_cli``) is the CLI.
 """
 from diffucoder.kube.client import Cancelled, api_client, current_namespace, in_cluster
 from diffucoder.kube.config import (ClusterConfig, NodeShape, image_ref, inference_spec,
                                     load_cluster_config, training_job_spec)
 from diffucoder.kube.deploy import DeployError, DeployResult, deploy, isvc_state
-from diffucoder.kube.deploy_stage import DeployOutcome, run_deploy_stage
 from diffucoder.kube.inference import (InferenceSpec, ServingRuntimeSpec, model_storage_uri,
                                        render_inference_service, render_serving_runtime)
 from diffucoder.kube.launcher import LaunchCancelled, LaunchError, LaunchResult, job_state, launch
 from diffucoder.kube.objects import safe_name, to_yaml, write_manifest
-from diffucoder.kube.stage_job import cluster_overrides, launch_stage_job, render_stage_job
 from diffucoder.kube.training_job import (JOB_KINDS, TrainingJobSpec, render_job, render_pytorchjob,
-                                          render_trainjob, stage_command)
+                                          render_trainjob, torchrun_command)
 
 __all__ = [
-    "Cancelled", "ClusterConfig", "DeployError", "DeployOutcome", "DeployResult", "InferenceSpec",
-    "JOB_KINDS", "LaunchCancelled", "LaunchError", "LaunchResult", "NodeShape", "ServingRuntimeSpec",
-    "TrainingJobSpec", "api_client", "cluster_overrides", "current_namespace", "deploy", "image_ref",
-    "in_cluster", "inference_spec", "isvc_state", "job_state", "launch", "launch_stage_job",
-    "load_cluster_config", "model_storage_uri", "render_inference_service", "render_job",
-    "render_pytorchjob", "render_serving_runtime", "render_stage_job", "render_trainjob",
-    "run_deploy_stage", "safe_name", "stage_command", "to_yaml",
-    "training_job_spec", "write_manifest",
+    "Cancelled", "ClusterConfig", "DeployError", "DeployResult", "InferenceSpec", "JOB_KINDS",
+    "LaunchCancelled", "LaunchError", "LaunchResult", "NodeShape", "ServingRuntimeSpec", "TrainingJobSpec",
+    "api_client", "current_namespace", "deploy", "image_ref", "in_cluster", "inference_spec", "isvc_state",
+    "job_state", "launch", "load_cluster_config", "model_storage_uri", "render_inference_service", "render_job",
+    "render_pytorchjob", "render_serving_runtime", "render_trainjob", "safe_name", "to_yaml",
+    "torchrun_command", "training_job_spec", "write_manifest",
 ]

@@ -1,8 +1,7 @@
 """Multi-node training jobs: one spec, rendered as a Kubeflow Trainer TrainJob or a PyTorchJob.
 
-    cmd = stage_command("pretrain", "7b-gpu", recipe_wiring(   # diffucoder.stages
-        "pretrain", store_root="s3://diffucoder", run_name="r1",
-        data_uri="s3://diffucoder/runs/r1/curated", init_from="s3://models/Qwen2.5-Coder-7B"))
+    cmd = torchrun_command(["pretrain", "--preset", "7b-gpu", "data.uri='s3://diffucoder/runs/r1/curated'",
+                            "output.uri='s3://diffucoder/runs/r1/pretrain'"])   # see diffucoder.stages.cluster
     spec = TrainingJobSpec(name="r1-pretrain", namespace="ml-team", image=TRAIN_IMAGE, command=cmd,
                            nodes=10, gpus_per_node=8, cpu="64", memory="800Gi",
                            node_selector={"nvidia.com/gpu.present": "true"})
@@ -32,12 +31,11 @@ NODE = "node"                               # the chart runtime's replicated job
 MAX_JOB_NAME = 50                           # pods are named <job>-node-0-0-xxxxx, <job>-worker-N
 
 
-
-def stage_command(stage: str, preset: str, overrides: list[str] | tuple[str, ...] = ()) -> list[str]:
-    """The container command of every node: torchrun around the stage's own CLI."""
-    if not stage or not preset:
-        raise DiffucoderError("stage_command: stage and preset are required")
-    return ["torchrun", "-m", "diffucoder.cli", stage, "--preset", preset, *overrides]
+def torchrun_command(args: list[str] | tuple[str, ...]) -> list[str]:
+    """The container command of every node: torchrun around ``diffucoder <args>``."""
+    if not args or not all(isinstance(a, str) and a for a in args):
+        raise DiffucoderError(f"torchrun_command: need the diffucoder command's arguments, got {args!r}")
+    return ["torchrun", "-m", "diffucoder.cli", *args]
 
 
 @dataclass

@@ -1,9 +1,9 @@
-"""``diffucoder rl``: coupled-GRPO on an SFT model; ``diffucoder rl filter``: the hard-prompt subset.
+"""``diffucoder rl train``: coupled-GRPO on an SFT model; ``diffucoder rl filter``: the hard-prompt subset.
 
-    diffucoder rl --config configs/tiny-cpu/rl.yaml --init file:///abs/store/runs/r1/sft \\
+    diffucoder rl train --config configs/tiny-cpu/rl.yaml --init file:///abs/store/runs/r1/sft \\
         --data file:///abs/store/runs/r1/tasks --output file:///abs/store/runs/r1/rl
-    diffucoder rl --preset tiny-cpu --init DIR --data DIR train.steps=2 objective.beta=0   # overrides
-    python -m torch.distributed.run --nproc_per_node 2 -m diffucoder.cli rl --config ... distributed.backend=ddp
+    diffucoder rl train --preset tiny-cpu --init DIR --data DIR train.steps=2 objective.beta=0   # overrides
+    python -m torch.distributed.run --nproc_per_node 2 -m diffucoder.cli rl train --config ... distributed.backend=ddp
 
     # keep the prompts the initial policy finds hard (low mean, high variance pass rate)
     diffucoder rl filter --config configs/tiny-cpu/rl.yaml --init DIR --data DIR --out hard.jsonl \\
@@ -21,59 +21,51 @@ from __future__ import annotations
 import argparse
 import json
 
-MODES = ("train", "filter")
+from diffucoder.config import load_config
+from diffucoder.config.recipes import recipe_path
+from diffucoder.rl.config import RLConfig
+from diffucoder.training.cli import SHORTHANDS, shorthand_values
+
+
+def _recipe_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=None, help="recipe YAML (default: configs/<preset>/rl.yaml)")
+    parser.add_argument("--preset", default="tiny-cpu", help="recipe preset when --config is not given")
+    parser.add_argument("--init", help=f"{SHORTHANDS['init']}: the SFT model (directory or store URI)")
+    parser.add_argument("--data", help=f"{SHORTHANDS['data']}: task-suite artifact URI or directory, "
+                                       "or a prompts JSONL file")
+    parser.add_argument("overrides", nargs="*", metavar="key.sub=value", help="recipe overrides")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default=None, help="recipe YAML (default: configs/<preset>/rl.yaml)")
-    parser.add_argument("--preset", default="tiny-cpu", help="recipe preset when --config is not given")
-    parser.add_argument("--init", help="model.init_from: the SFT model (directory or store URI)")
-    parser.add_argument("--data", help="data.uri: task-suite artifact URI or directory, or a prompts JSONL file")
-    parser.add_argument("--output", help="output.uri: store URI for the final model artifact")
-    parser.add_argument("--checkpoint", help="checkpoint.uri: store URI for resumable checkpoints")
-    parser.add_argument("--workdir", help="output.workdir: local directory for model, metrics and report")
-    parser.add_argument("--out", help="filter mode: where to write the kept prompt records (JSONL)")
-    parser.add_argument("overrides", nargs="*", metavar="[filter] key.sub=value",
-                        help="'filter' (first) selects the filter mode; then recipe overrides")
-    # 'diffucoder rl filter --config X a=b': the mode word and the overrides around the options
-    parser.parse_args = parser.parse_intermixed_args
+    sub = parser.add_subparsers(dest="action", required=True, metavar="<action>")
+    # allow_abbrev=False: "--out" must not silently mean "--output" on train
+    train = sub.add_parser("train", help="improve the model with coupled-GRPO; publish it", allow_abbrev=False)
+    _recipe_arguments(train)
+    train.add_argument("--output", help=f"{SHORTHANDS['output']}: store URI for the final model artifact")
+    train.add_argument("--checkpoint", help=f"{SHORTHANDS['checkpoint']}: store URI for resumable checkpoints")
+    train.add_argument("--workdir", help=f"{SHORTHANDS['workdir']}: local directory for model, metrics, report")
+    keep = sub.add_parser("filter", help="write the hard-prompt subset of the prompts (hard_filter.*)",
+                          allow_abbrev=False)
+    _recipe_arguments(keep)
+    keep.add_argument("--out", required=True, help="where to write the kept prompt records (JSONL)")
 
 
-def split_mode(overrides: list[str]) -> tuple[str, list[str]]:
-    if overrides and overrides[0] in MODES:
-        return overrides[0], overrides[1:]
-    return "train", list(overrides)
-
-
-def load_recipe(args: argparse.Namespace, overrides: list[str]):
-    from diffucoder.config import load_config
-    from diffucoder.config.recipes import recipe_path
-    from diffucoder.rl.config import RLConfig
-    from diffucoder.training.cli import shorthand_overrides
-
+def load_recipe(args: argparse.Namespace) -> RLConfig:
     path = args.config or recipe_path(args.preset, "rl")
-    shorthands = shorthand_overrides(args)
-    return load_config(RLConfig, path, [*shorthands, *overrides])
+    return load_config(RLConfig, path, args.overrides, values=shorthand_values(args))
 
 
 def main(args: argparse.Namespace) -> int:
-    from diffucoder.errors import DiffucoderError
-
-    mode, overrides = split_mode(args.overrides)
-    if mode == "filter":
-        if not args.out:
-            raise DiffucoderError("rl filter: --out FILE is required (where the kept prompts go)")
-        from diffucoder.rl.filtering import run_filter
-        result = run_filter(load_recipe(args, overrides), args.out)
+    if args.action == "filter":
+        from diffucoder.rl.filtering import run_filter   # torch: only when the command runs
+        result = run_filter(load_recipe(args), args.out)
         shown = {k: v for k, v in result.info.items() if k != "data"}
         print(json.dumps(shown, indent=1))
         print(f"kept prompts: {result.path}\npass rates: {result.pass_rates_path}")
         return 0
-    if args.out:
-        raise DiffucoderError("rl: --out is for 'diffucoder rl filter'; training writes to --output / --workdir")
-    from diffucoder.rl.trainer import train_rl
+    from diffucoder.rl.trainer import train_rl   # torch: only when the command runs
 
-    result = train_rl(load_recipe(args, overrides))
+    result = train_rl(load_recipe(args))
     if result.model_dir is not None:  # rank 0
         shown = {k: v for k, v in result.summary.items() if k not in ("data", "hard_filter")}
         print(json.dumps(shown, indent=1, default=str))

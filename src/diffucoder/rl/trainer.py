@@ -9,7 +9,7 @@
     result = train_rl(cfg)       # TrainResult: summary, workdir, model_dir, model_uri, report_md
 
     # distributed: the same recipe under torchrun (DDP, or DeepSpeed ZeRO-2 as the 7B recipe)
-    python -m torch.distributed.run --nproc_per_node 2 -m diffucoder.cli rl --config ... distributed.backend=ddp
+    python -m torch.distributed.run --nproc_per_node 2 -m diffucoder.cli rl train --config ... distributed.backend=ddp
 
 A step: ``rollout.prompts_per_step`` prompts (each rank its slice, resumable seeded order),
 ``group_size`` completions each from the diffusion sampler (policy in eval mode, no

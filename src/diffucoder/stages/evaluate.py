@@ -22,7 +22,10 @@ from diffucoder.config import load_config
 from diffucoder.config.recipes import recipe_path
 from diffucoder.errors import DiffucoderError
 from diffucoder.stage_io import StageOutput
-from diffucoder.stages import stage_uri
+from diffucoder.evaluation import EvaluateConfig, evaluate
+from diffucoder.stages.registry import stage, stage_uri
+
+STAGE = stage("evaluate")
 
 
 def inline_images(markdown: str, directory: Path) -> str:
@@ -34,13 +37,11 @@ def inline_images(markdown: str, directory: Path) -> str:
 
 
 def run_evaluate_stage(preset: str, model_uri: str, store_root: str, run_name: str, tasks_uri: str = "",
-                       overrides: list[str] | None = None, stage: str = "evaluate",
+                       overrides: list[str] | None = None, stage: str = STAGE.output,
                        progress: bool = True) -> StageOutput:
-    from diffucoder.evaluation import EvaluateConfig, evaluate
-
     if not model_uri:
         raise DiffucoderError("model_uri: empty; pass the model to evaluate (the SFT or RL stage's output)")
-    cfg = load_config(EvaluateConfig, recipe_path(preset, "evaluate"), list(overrides or []))
+    cfg = load_config(EvaluateConfig, recipe_path(preset, STAGE.recipe), list(overrides or []))
     if tasks_uri:
         cfg.benchmarks = [dataclasses.replace(b, path=tasks_uri) if b.name == "synthetic" and not b.path else b
                           for b in cfg.benchmarks]

@@ -20,9 +20,8 @@ from __future__ import annotations
 
 from diffucoder.errors import DiffucoderError
 from diffucoder.stage_io import StageOutput
-
-START_STAGES = ("curate", "sft", "rl")
-ORDER = ("curate", "pretrain", "sft", "rl")
+from diffucoder.stages.registry import NAMES, START_STAGES
+from diffucoder.store import resolve
 
 
 def check_start(start_stage: str, start_model: str) -> None:
@@ -35,10 +34,10 @@ def check_start(start_stage: str, start_model: str) -> None:
 
 def trains(stage: str, start_stage: str) -> bool:
     """Whether ``stage`` does its own work in a run that starts at ``start_stage``."""
-    if stage not in ORDER:
-        raise DiffucoderError(f"stage {stage!r}: not one of {list(ORDER)}")
+    if stage not in NAMES:
+        raise DiffucoderError(f"stage {stage!r}: not one of {list(NAMES)}")
     check_start(start_stage, "-")
-    return ORDER.index(stage) >= ORDER.index(start_stage)
+    return NAMES.index(stage) >= NAMES.index(start_stage)
 
 
 def skipped_output(stage: str, start_stage: str) -> StageOutput:
@@ -50,8 +49,6 @@ def skipped_output(stage: str, start_stage: str) -> StageOutput:
 
 def passthrough_model(model_uri: str, stage: str, start_stage: str) -> StageOutput:
     """A reference to an existing model artifact, checked: what a skipped training step outputs."""
-    from diffucoder.store import resolve
-
     if not model_uri:
         raise DiffucoderError(f"{stage}: skipped (start_stage={start_stage!r}) but no start_model was given")
     store, name = resolve(model_uri)

@@ -15,39 +15,32 @@ with ``data.kind=acecode_jsonl``.
 """
 from __future__ import annotations
 
-from diffucoder.config import load_config
-from diffucoder.config.recipes import recipe_path
 from diffucoder.errors import DiffucoderError
+from diffucoder.rl.config import RLConfig
+from diffucoder.rl.report import KFP_METRIC_KEYS
 from diffucoder.stage_io import StageOutput
-from diffucoder.stages import recipe_wiring
-from diffucoder.stages.launch import ClusterLauncher
-from diffucoder.stages.pretrain import run_training
+from diffucoder.stages.cluster import ClusterLauncher
+from diffucoder.stages.registry import stage
+from diffucoder.stages.training import recipe_config, run_training, wiring
 
-
-def rl_config(preset: str, store_root: str, run_name: str, model_uri: str, tasks_uri: str,
-              overrides: list[str] | None = None):
-    """The stage's recipe: preset YAML <- store locations <- caller overrides (last wins)."""
-    from diffucoder.rl.config import RLConfig
-    wiring = recipe_wiring("rl", store_root=store_root, run_name=run_name, data_uri=tasks_uri,
-                           init_from=model_uri)
-    return load_config(RLConfig, recipe_path(preset, "rl"), [*wiring, *(overrides or [])])
+STAGE = stage("rl")
 
 
 def run_rl_stage(preset: str, model_uri: str, tasks_uri: str, store_root: str, run_name: str,
                  overrides: list[str] | None = None, launcher: ClusterLauncher | None = None) -> StageOutput:
     """Train here (or under torchrun on this node), or (``launcher``) as a cluster job."""
-    from diffucoder.rl.report import KFP_METRIC_KEYS
-    from diffucoder.rl.trainer import train_rl
+    from diffucoder.rl.trainer import train_rl   # torch: only when this process trains
 
     if not model_uri:
         raise DiffucoderError("model_uri: empty; pass the SFT stage's model (or a released instruct model)")
     if not tasks_uri:
         raise DiffucoderError("tasks_uri: empty; pass the SFT stage's task suite (or an AceCode-style JSONL)")
-    cfg = rl_config(preset, store_root, run_name, model_uri, tasks_uri, overrides)
+    values = wiring(STAGE, store_root=store_root, run_name=run_name, data_uri=tasks_uri, init_from=model_uri)
+    cfg = recipe_config(RLConfig, preset, STAGE, values, overrides)
     if launcher is not None:
-        out = launcher.run("rl", preset, store_root=store_root, run_name=run_name, data_uri=tasks_uri,
+        out = launcher.run(STAGE, preset, store_root=store_root, run_name=run_name, data_uri=tasks_uri,
                            init_from=model_uri, overrides=overrides, metric_keys=KFP_METRIC_KEYS)
     else:
-        out = run_training(cfg, train_fn=train_rl, metric_keys=KFP_METRIC_KEYS)
+        out = run_training(cfg, train_rl, STAGE, metric_keys=KFP_METRIC_KEYS)
     out.metadata["tasks_uri"] = tasks_uri
     return out

@@ -9,41 +9,36 @@
 The stage first publishes the synthetic task suite (``diffucoder.tasks``) as
 ``<store>/runs/<run>/tasks``: ``tasks-{train,heldout}.jsonl`` (HumanEval fields, for the
 evaluation and RL stages) and ``sft-{train,heldout}.jsonl`` (chat records). SFT trains on
-``sft-train.jsonl``; held-out tasks only give a validation loss. Overrides ``tasks.seed``,
-``tasks.heldout_fraction`` and ``tasks.max_per_family`` shape the suite; the others go to
-the trainer recipe (``configs/<preset>/sft.yaml``).
+``sft-train.jsonl``; held-out tasks only give a validation loss. The recipe's ``tasks``
+section (``tasks.seed``, ``tasks.heldout_fraction``, ``tasks.max_per_family``,
+``tasks.families``) shapes the suite; the rest is the trainer's (``configs/<preset>/sft.yaml``).
 """
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass, field
 
-from diffucoder.config import load_config
 from diffucoder.errors import DiffucoderError
 from diffucoder.stage_io import StageOutput
-from diffucoder.stages import stage_uri
-from diffucoder.stages.launch import ClusterLauncher
-from diffucoder.stages.pretrain import run_training, training_config
+from diffucoder.stages.cluster import ClusterLauncher
+from diffucoder.stages.plan import passthrough_model, trains
+from diffucoder.stages.registry import stage, stage_uri
+from diffucoder.stages.training import recipe_config, run_training, wiring
+from diffucoder.store import resolve
+from diffucoder.tasks import generate_suite, verify_references, write_suite
 from diffucoder.tasks.config import TaskSuiteConfig
+from diffucoder.training.config import SFTConfig
 
-
-@dataclass
-class SFTStageOptions:
-    """What the stage adds to the trainer recipe (so errors name ``tasks.<key>``)."""
-    tasks: TaskSuiteConfig = field(default_factory=TaskSuiteConfig)
+STAGE = stage("sft")
 
 
 def publish_task_suite(store_root: str, run_name: str, cfg: TaskSuiteConfig | None = None) -> str:
     """Generate, check and publish the suite as ``<store>/runs/<run>/tasks``; its URI."""
-    from diffucoder.store import resolve
-    from diffucoder.tasks import generate_suite, verify_references, write_suite
-
     cfg = cfg or TaskSuiteConfig()
     tasks = generate_suite(**cfg.suite_args())
     failures = verify_references(tasks)
     if failures:
         raise DiffucoderError(f"task suite: {len(failures)} reference solutions fail: {failures[:3]}")
-    uri = stage_uri(store_root, run_name, "tasks")
+    uri = stage_uri(store_root, run_name, STAGE.data_from)
     with tempfile.TemporaryDirectory(prefix="diffucoder-tasks-") as tmp:
         write_suite(tasks, tmp)
         store, name = resolve(uri)
@@ -60,25 +55,20 @@ def run_sft_stage(preset: str, model_uri: str, store_root: str, run_name: str,
                   start_stage: str = "curate") -> StageOutput:
     """Publish the task suite here, then train here or (``launcher``) as a cluster job; in a run
     that starts at ``rl`` (``diffucoder.stages.plan``), pass ``model_uri`` on untrained."""
-    from diffucoder.stages.plan import passthrough_model, trains
+    from diffucoder.training.recipe import train   # torch: only when this process trains
 
     if not model_uri:
         raise DiffucoderError("model_uri: empty; pass the pretrain stage's model")
-    overrides = list(overrides or [])
-    task_keys = [o for o in overrides if o.startswith("tasks.")]
-    train_keys = [o for o in overrides if not o.startswith("tasks.")]
-    suite = load_config(SFTStageOptions, None, task_keys).tasks
-    # Check the trainer recipe before generating anything.
-    training_config("sft", preset, store_root, run_name, data_uri="-", init_from=model_uri,
-                    overrides=train_keys)
-    tasks_uri = publish_task_suite(store_root, run_name, suite)
-    if not trains("sft", start_stage):
-        out = passthrough_model(model_uri, "sft", start_stage)
+    tasks_uri = stage_uri(store_root, run_name, STAGE.data_from)
+    values = wiring(STAGE, store_root=store_root, run_name=run_name, data_uri=tasks_uri, init_from=model_uri)
+    cfg = recipe_config(SFTConfig, preset, STAGE, values, overrides)   # checked before anything is generated
+    publish_task_suite(store_root, run_name, cfg.tasks)
+    if not trains(STAGE.name, start_stage):
+        out = passthrough_model(model_uri, STAGE.name, start_stage)
     elif launcher is not None:
-        out = launcher.run("sft", preset, store_root=store_root, run_name=run_name, data_uri=tasks_uri,
-                           init_from=model_uri, overrides=train_keys)
+        out = launcher.run(STAGE, preset, store_root=store_root, run_name=run_name, data_uri=tasks_uri,
+                           init_from=model_uri, overrides=overrides)
     else:
-        out = run_training(training_config("sft", preset, store_root, run_name, data_uri=tasks_uri,
-                                           init_from=model_uri, overrides=train_keys))
+        out = run_training(cfg, train, STAGE)
     out.metadata["tasks_uri"] = tasks_uri
     return out

@@ -15,17 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 
-from diffucoder.config import quote_value
+from diffucoder.config import load_config
+from diffucoder.config.recipes import recipe_path
+from diffucoder.training.config import SFTConfig, TrainConfig
 
 STAGE = "pretrain"
 SHORTHANDS = {"data": "data.uri", "init": "model.init_from", "output": "output.uri",
               "checkpoint": "checkpoint.uri", "workdir": "output.workdir"}
-
-
-def shorthand_overrides(args: argparse.Namespace) -> list[str]:
-    """``--data X`` ... as the ``data.uri='X'`` overrides they stand for (quoted: one string each)."""
-    return [f"{key}={quote_value(getattr(args, name))}" for name, key in SHORTHANDS.items()
-            if getattr(args, name, None)]
 
 
 def add_arguments(parser: argparse.ArgumentParser, stage: str = STAGE) -> None:
@@ -41,15 +37,15 @@ def add_arguments(parser: argparse.ArgumentParser, stage: str = STAGE) -> None:
     parser.add_argument("overrides", nargs="*", metavar="key.sub=value", help="recipe overrides")
 
 
+def shorthand_values(args: argparse.Namespace) -> dict[str, str]:
+    """``--data X`` ... as the recipe values they stand for (``{"data.uri": "X"}``)."""
+    return {key: getattr(args, name) for name, key in SHORTHANDS.items() if getattr(args, name, None)}
+
+
 def load_recipe(args: argparse.Namespace, stage: str):
-    from diffucoder.config import load_config
-    from diffucoder.config.recipes import recipe_path
-    from diffucoder.training.config import TrainConfig
-
+    config_class = SFTConfig if stage == "sft" else TrainConfig
     path = args.config or recipe_path(args.preset, stage)
-    overrides = shorthand_overrides(args)
-    return load_config(TrainConfig, path, [f"stage={stage}", *overrides, *args.overrides])
-
+    return load_config(config_class, path, [f"stage={stage}", *args.overrides], values=shorthand_values(args))
 
 
 def run(args: argparse.Namespace, stage: str) -> int:

@@ -15,6 +15,7 @@ from typing import Literal
 
 from diffucoder.config import ConfigError, setting
 from diffucoder.diffusion.objective import DiffusionLossConfig
+from diffucoder.tasks.config import TaskSuiteConfig
 
 
 @dataclass
@@ -146,3 +147,12 @@ class TrainConfig:
         if self.data.kind == "chat_jsonl" and self.diffusion.anneal_steps:
             raise ConfigError("'diffusion.anneal_steps': attention annealing is for adaptation "
                               "pre-training; set it to 0 for chat_jsonl (SFT)")
+
+
+@dataclass
+class SFTConfig(TrainConfig):
+    """The SFT recipe (``configs/<preset>/sft.yaml``): the trainer's, plus ``tasks``, the synthetic
+    task suite the pipeline's SFT stage generates and trains on (``diffucoder.stages.sft``). The
+    trainer itself reads ``data.uri``; ``tasks`` is recorded with the recipe."""
+    stage: Literal["sft"] = setting("sft", help="names the run in reports")
+    tasks: TaskSuiteConfig = field(default_factory=TaskSuiteConfig)

@@ -1,3 +1,0 @@
-from components.curate.component import curate
-
-__all__ = ["curate"]

@@ -1,3 +1,0 @@
-from components.deploy.component import deploy
-
-__all__ = ["deploy"]

@@ -1,3 +1,0 @@
-from components.evaluate.component import evaluate
-
-__all__ = ["evaluate"]

@@ -1,3 +1,0 @@
-from components.pretrain.component import pretrain
-
-__all__ = ["pretrain"]

@@ -1,3 +1,0 @@
-from components.rl.component import rl
-
-__all__ = ["rl"]

@@ -1,1 +1,0 @@
-"""The DiffuCoder Kubeflow pipeline: wiring, compilation and versioning."""

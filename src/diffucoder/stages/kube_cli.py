@@ -1,0 +1,176 @@
+"""``diffucoder kube``: render, launch and deploy the cluster objects from a shell.
+
+    diffucoder kube render-job --preset 7b-gpu --stage pretrain --nodes 10 --gpus-per-node 8
+    diffucoder kube render-job --preset 7b-gpu --stage sft --kind pytorchjob --run-name r1 \\
+        --store-root s3://diffucoder --set training.checkpoint_pvc=ckpt train.steps=100
+    diffucoder kube launch --preset tiny-cpu --stage pretrain --run-name r1 --store-root s3://diffucoder
+    diffucoder kube render-isvc --preset 7b-gpu --model s3://diffucoder/runs/r1/sft --pin-version
+    diffucoder kube deploy --preset 7b-gpu --model s3://diffucoder/runs/r1/sft --name diffucoder-r1
+    diffucoder kube render-runtime --namespace ml-team | kubectl apply -f -   # without the chart
+
+``render-job`` prints the job as YAML, headed by a per-GPU memory estimate (YAML comments).
+``--set key=value`` overrides ``configs/<preset>/cluster.yaml``; trailing ``key=value``
+arguments go to the stage's recipe, as with ``diffucoder pretrain``. ``--data``/``--init``
+default to the previous stage's output in ``<store-root>/runs/<run-name>/``.
+Exit codes: 0 ok, 2 bad input, a failed job or deploy (the reason is printed).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from diffucoder.errors import DiffucoderError
+from diffucoder.kube.client import api_client, current_namespace
+from diffucoder.kube.config import image_ref, inference_spec, load_cluster_config
+from diffucoder.kube.deploy import deploy
+from diffucoder.kube.inference import (ServingRuntimeSpec, model_storage_uri, render_inference_service,
+                                       render_serving_runtime)
+from diffucoder.kube.launcher import launch
+from diffucoder.kube.objects import to_yaml, write_manifest
+from diffucoder.stages.cluster import render_stage_job
+from diffucoder.stages.registry import TRAINING_STAGES, stage, stage_uri
+
+
+def _job_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", default="tiny-cpu", help="recipe preset (default tiny-cpu)")
+    parser.add_argument("--stage", required=True, choices=TRAINING_STAGES, help="the training stage")
+    parser.add_argument("--kind", choices=("trainjob", "pytorchjob"),
+                        help="TrainJob (Kubeflow Trainer v2) or PyTorchJob (training operator)")
+    parser.add_argument("--nodes", type=int, help="nodes of the job (training.stages.<stage>.nodes)")
+    parser.add_argument("--gpus-per-node", type=int, help="GPUs per node")
+    parser.add_argument("--name", help="job name (default <run-name>-<stage>)")
+    parser.add_argument("--namespace", help="namespace (default: cluster.yaml, else the current one)")
+    parser.add_argument("--run-name", default="r1", help="the run's folder in the store (default r1)")
+    parser.add_argument("--store-root", default="s3://diffucoder",
+                        help="artifact store root (default s3://diffucoder)")
+    parser.add_argument("--data", help="data.uri (default: the previous stage's output)")
+    parser.add_argument("--init", help="model.init_from (default: the previous model, if any)")
+    parser.add_argument("--image", help="training image (default: diffucoder-train:<version>)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="cluster_set",
+                        help="override configs/<preset>/cluster.yaml (repeatable)")
+    parser.add_argument("overrides", nargs="*", metavar="key.sub=value", help="recipe overrides")
+
+
+def _cluster_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, else ~/.kube/config)")
+    parser.add_argument("--context", help="kubeconfig context")
+    parser.add_argument("--timeout", type=float, help="seconds (default: cluster.yaml)")
+    parser.add_argument("--manifest-out", help="also write the object sent to this YAML file")
+
+
+def _isvc_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", default="tiny-cpu", help="cluster defaults preset")
+    parser.add_argument("--model", required=True,
+                        help="the model artifact in the store (s3://...); render-isvc without "
+                             "--pin-version takes it as the storageUri as is")
+    parser.add_argument("--name", default="diffucoder", help="InferenceService name")
+    parser.add_argument("--namespace", help="namespace (default: cluster.yaml, else the current one)")
+    parser.add_argument("--pin-version", action="store_true",
+                        help="resolve --model in the store to its published version (deploy does)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="cluster_set",
+                        help="override configs/<preset>/cluster.yaml (repeatable)")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="<action>", required=True)
+    _job_arguments(sub.add_parser("render-job", help="print a stage's TrainJob/PyTorchJob as YAML"))
+    launch = sub.add_parser("launch", help="run a stage's job on the cluster and follow it")
+    _job_arguments(launch)
+    _cluster_arguments(launch)
+    _isvc_arguments(sub.add_parser("render-isvc", help="print a model's InferenceService as YAML"))
+    deploy = sub.add_parser("deploy", help="create/patch an InferenceService, wait for Ready")
+    _isvc_arguments(deploy)
+    _cluster_arguments(deploy)
+    runtime = sub.add_parser("render-runtime",
+                             help="print the ServingRuntime the chart installs (for chart-less clusters)")
+    runtime.add_argument("--namespace", required=True, help="namespace of the runtime")
+    runtime.add_argument("--image", help="serve image (default: diffucoder-serve:<version>)")
+    runtime.add_argument("--gpus", type=int, default=0, help="GPUs of the runtime's default resources")
+
+
+def main(args: argparse.Namespace) -> int:
+    return {"render-job": _render_job, "launch": _launch, "render-isvc": _render_isvc,
+            "deploy": _deploy, "render-runtime": _render_runtime}[args.action](args)
+
+
+def _cluster_sets(args: argparse.Namespace, stage: str = "") -> list[str]:
+    """``--set`` plus the shorthand flags, as cluster.yaml overrides."""
+    sets = list(args.cluster_set)
+    for flag, key in (("kind", "training.kind"), ("nodes", f"training.stages.{stage}.nodes"),
+                      ("gpus_per_node", f"training.stages.{stage}.gpus_per_node"),
+                      ("image", "training.image")):
+        if getattr(args, flag, None) is not None:
+            sets.append(f"{key}={getattr(args, flag)}")
+    return sets
+
+
+def _namespace(args: argparse.Namespace, configured: str) -> str:
+    return args.namespace or configured or current_namespace(
+        kubeconfig=getattr(args, "kubeconfig", None), context=getattr(args, "context", None))
+
+
+def build_job(args: argparse.Namespace):
+    """(job object, size and memory estimate lines, cluster config) for the command line."""
+    chosen = stage(args.stage)
+    data = args.data or (stage_uri(args.store_root, args.run_name, chosen.data_from) if chosen.data_from else "")
+    init = args.init if args.init is not None else \
+        (stage_uri(args.store_root, args.run_name, chosen.init_from) if chosen.init_from else "")
+    if not data:
+        raise DiffucoderError(f"--data: no default input for stage {chosen.name!r}; give one")
+    return render_stage_job(chosen, args.preset, store_root=args.store_root, run_name=args.run_name,
+                            data_uri=data, init_from=init, overrides=args.overrides,
+                            cluster=_cluster_sets(args, chosen.name), name=args.name or "",
+                            namespace=args.namespace or "", kubeconfig=getattr(args, "kubeconfig", None),
+                            context=getattr(args, "context", None))
+
+
+def _render_job(args: argparse.Namespace) -> int:
+    job, lines, _ = build_job(args)
+    sys.stdout.write("".join(f"# {line}\n" for line in lines) + to_yaml([job]))
+    return 0
+
+
+def _launch(args: argparse.Namespace) -> int:
+    job, lines, cfg = build_job(args)
+    for line in lines:
+        print(f"[launch] {line}", flush=True)
+    if args.manifest_out:
+        write_manifest(args.manifest_out, [job])
+    t = cfg.training
+    result = launch(job, api_client=api_client(args.kubeconfig, args.context),
+                    timeout_s=args.timeout or t.timeout_s, poll_s=t.poll_s,
+                    stuck_after_s=t.stuck_after_s)
+    print(f"[launch] {result.kind} {result.namespace}/{result.name} succeeded after "
+          f"{result.seconds:.0f} s ({'created' if result.created else 'adopted'}): {result.message}")
+    return 0
+
+
+def build_isvc(args: argparse.Namespace, resolve_version: bool):
+    cfg = load_cluster_config(args.preset, _cluster_sets(args))
+    uri = model_storage_uri(args.model) if resolve_version else args.model
+    spec = inference_spec(cfg, name=args.name, namespace=_namespace(args, cfg.serving.namespace),
+                          storage_uri=uri)
+    return render_inference_service(spec), cfg
+
+
+def _render_isvc(args: argparse.Namespace) -> int:
+    isvc, _ = build_isvc(args, args.pin_version)
+    sys.stdout.write(to_yaml([isvc]))
+    return 0
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    isvc, cfg = build_isvc(args, resolve_version=True)
+    if args.manifest_out:
+        write_manifest(args.manifest_out, [isvc])
+    result = deploy(isvc, api_client=api_client(args.kubeconfig, args.context),
+                    timeout_s=args.timeout or cfg.serving.timeout_s, poll_s=cfg.serving.poll_s)
+    print(f"[deploy] {result.action}: {result.url}")
+    return 0
+
+
+def _render_runtime(args: argparse.Namespace) -> int:
+    spec = ServingRuntimeSpec(namespace=args.namespace, image=args.image or image_ref("serve"),
+                              gpus=args.gpus)
+    sys.stdout.write(to_yaml([render_serving_runtime(spec)]))
+    return 0

@@ -1,0 +1,3 @@
+from diffucoder_kfp.components.curate.component import curate
+
+__all__ = ["curate"]

@@ -1,0 +1,3 @@
+from diffucoder_kfp.components.deploy.component import deploy
+
+__all__ = ["deploy"]

@@ -1,0 +1,3 @@
+from diffucoder_kfp.components.evaluate.component import evaluate
+
+__all__ = ["evaluate"]

@@ -1,0 +1,3 @@
+from diffucoder_kfp.components.rl.component import rl
+
+__all__ = ["rl"]

@@ -1,0 +1,3 @@
+from diffucoder_kfp.components.sft.component import sft
+
+__all__ = ["sft"]
