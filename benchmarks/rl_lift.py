@@ -101,8 +101,8 @@ def fresh_model(root: Path, suite: Path, vocab: int, seed: int) -> Path:
 def sft(init: Path, suite: Path, workdir: Path, args: argparse.Namespace) -> Path:
     from diffucoder.config import load_config
     from diffucoder.config.recipes import recipe_path
-    from diffucoder.training.config import TrainConfig
-    from diffucoder.training.recipe import train
+    from diffucoder.recipes.masked_diffusion import TrainConfig
+    from diffucoder.recipes.masked_diffusion import train
     cfg = load_config(TrainConfig, recipe_path("tiny-cpu", "sft"), [
         f"model.init_from={init}", f"data.uri={suite}", f"output.workdir={workdir}", f"train.steps={args.sft_steps}",
         f"optim.lr={args.sft_lr}", f"optim.warmup_steps={min(20, args.sft_steps)}", f"data.seq_len={args.seq_len}", "checkpoint.every_steps=0",
@@ -130,8 +130,8 @@ def heldout_verdicts(model: Path, suite: Path, out_dir: Path, args: argparse.Nam
 def rl(model: Path, suite: Path, workdir: Path, estimator: str, args: argparse.Namespace) -> tuple[Path, dict]:
     from diffucoder.config import load_config
     from diffucoder.config.recipes import recipe_path
-    from diffucoder.rl.config import RLConfig
-    from diffucoder.rl.trainer import train_rl
+    from diffucoder.recipes.coupled_grpo import RLConfig
+    from diffucoder.recipes.coupled_grpo import train_rl
     cfg = load_config(RLConfig, recipe_path("tiny-cpu", "rl"), [
         f"model.init_from={model}", f"data.uri={suite}", f"output.workdir={workdir}", f"train.steps={args.rl_steps}",
         f"objective.estimator.method={estimator}", f"optim.lr={args.rl_lr}", f"train.seed={args.seed}",

@@ -19,9 +19,9 @@ import time
 import torch
 
 from diffucoder.config import load_config
-from diffucoder.diffusion.objective import DiffusionLossConfig, diffusion_loss
+from diffucoder.diffusion.loss import DiffusionLossConfig, diffusion_loss
 from diffucoder.model import build_config, build_model, param_count
-from diffucoder.training.config import TrainConfig
+from diffucoder.recipes.masked_diffusion import TrainConfig
 from diffucoder.training.distributed import DistEnv
 from diffucoder.training.engines import TorchEngine
 from diffucoder.training.flops import flops_per_token, measure_matmul_peak
@@ -38,7 +38,7 @@ def bench_preset(preset: str, args: argparse.Namespace, peak: float) -> dict:
     cfg = load_config(TrainConfig, None, [f"train.steps={args.warmup + args.steps}", "optim.warmup_steps=1",
                                           f"data.batch_size={args.batch_size}"])
     env = DistEnv(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"), backend="none")
-    engine = TorchEngine(model, cfg, env)
+    engine = TorchEngine(model, env, "none", cfg.optim, cfg.layout())
     gen = torch.Generator().manual_seed(0)
     tokens = torch.randint(3, config.vocab_size, (args.batch_size, args.seq_len), generator=gen)
     loss_cfg = DiffusionLossConfig(anneal_steps=0)

@@ -1,6 +1,7 @@
 """What the distribution promises: the library runs without Kubeflow Pipelines' SDK, and an
 installed wheel (no checkout) compiles the pipeline."""
 import ast
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -62,9 +63,15 @@ def test_without_kfp_the_pipeline_command_says_what_to_install(tmp_path):
 def test_an_installed_wheel_compiles_the_pipeline_from_an_empty_directory(tmp_path):
     """Build the wheel, install it (no dependencies: those come from this venv's site-packages,
     without the editable checkout) into a fresh venv, and compile from an empty directory."""
+    source = tmp_path / "source"   # setuptools builds in place: build from a copy, not the checkout
+    for name in ("pyproject.toml", "README.md", "src", "configs"):
+        copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copy2
+        source.mkdir(exist_ok=True)
+        copy(ROOT / name, source / name, **({"ignore": shutil.ignore_patterns("__pycache__", "*.egg-info")}
+                                            if (ROOT / name).is_dir() else {}))
     wheels = tmp_path / "wheels"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                    "-w", str(wheels), str(ROOT)], check=True, capture_output=True, timeout=300, cwd=tmp_path)
+                    "-w", str(wheels), str(source)], check=True, capture_output=True, timeout=300, cwd=tmp_path)
     (wheel,) = wheels.glob("diffucoder-*.whl")
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)

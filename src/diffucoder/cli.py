@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         module = _load(name, module_name)
         cmd_parser = argparse.ArgumentParser(prog=f"diffucoder {name}", description=summary)
+        cmd_parser.set_defaults(command=name)   # a module serving several commands reads which one ran
         module.add_arguments(cmd_parser)
         args = cmd_parser.parse_args(argv[1:])
         return int(module.main(args) or 0)

@@ -22,7 +22,7 @@ def fixed_batch(seed: int = 0):
 
 
 def reference_loss(logits, x0, masked, t, eligible, normaliser):
-    """METHOD.md 2.3 written as loops: sum over masked (1/t) CE(logit at i-1, token at i) / N."""
+    """docs/method.md 2.2 written as loops: sum over masked (1/t) CE(logit at i-1, token at i) / N."""
     batch, length = x0.shape
     per_row = [0.0] * batch
     for b in range(batch):

@@ -12,7 +12,7 @@ def test_matches_method_formula_on_a_fixed_seed():
     maskable = torch.rand(5, 12, generator=torch.Generator().manual_seed(2)) < 0.7
     noisy, masked, t = forward_process(tokens, maskable, MASK, eps=1e-3, generator=torch.Generator().manual_seed(3))
 
-    g = torch.Generator().manual_seed(3)  # METHOD.md 2.1-2.2, written out
+    g = torch.Generator().manual_seed(3)  # docs/method.md 2.1, written out
     u = torch.rand(5, generator=g)
     expected_t = (1 - 1e-3) * u + 1e-3
     draws = torch.rand(5, 12, generator=g)

@@ -1,4 +1,4 @@
-"""The 7B recipe's jobs (METHOD.md: adaptation on 10 x 8 H100, SFT on 8 x 8 with ZeRO-2, RL on 8):
+"""The 7B recipe's jobs (docs/method.md section 5: adaptation on 10 x 8 H100, SFT on 8 x 8 with ZeRO-2, RL on 8):
 rendered from configs/7b-gpu, schema-checked, sized, and their DeepSpeed config loaded by DeepSpeed."""
 import argparse
 
@@ -73,8 +73,8 @@ def test_sft_recipe_deepspeed_config_loads_in_deepspeed_at_64_gpus(monkeypatch, 
 
     from diffucoder.stages.registry import stage as stage_named
     from diffucoder.stages.training import recipe_config, wiring
-    from diffucoder.training.config import SFTConfig
-    from diffucoder.training.deepspeed_engine import deepspeed_config
+    from diffucoder.recipes.masked_diffusion import SFTConfig
+    from diffucoder.training.engines import deepspeed_config
 
     sft = stage_named("sft")
     values = wiring(sft, store_root="s3://diffucoder", run_name="r1", data_uri="s3://diffucoder/runs/r1/tasks",
@@ -85,7 +85,8 @@ def test_sft_recipe_deepspeed_config_loads_in_deepspeed_at_64_gpus(monkeypatch, 
     # DeepSpeed reads the world size from its process group; answer as rank 0 of the 8 x 8 job.
     monkeypatch.setattr(comm, "get_rank", lambda *a, **k: 0)
     monkeypatch.setattr(comm, "get_world_size", lambda *a, **k: world_size)
-    ds = DeepSpeedConfig(deepspeed_config(cfg, world_size=world_size))
+    ds = DeepSpeedConfig(deepspeed_config(cfg.distributed.deepspeed_config, cfg.optim, cfg.layout(),
+                                          world_size=world_size))
     assert world_size == 64 and ds.world_size == 64
     assert ds.zero_optimization_stage == stage
     assert (ds.train_micro_batch_size_per_gpu, ds.gradient_accumulation_steps) == (4, 1)

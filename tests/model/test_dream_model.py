@@ -87,7 +87,7 @@ def test_fully_padded_rows_make_no_nan_anywhere_even_in_gradients():
     assert torch.isfinite(logits).all()
     logits[mask.bool()].logsumexp(-1).sum().backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
-    # An explicit 4-D mask with empty rows (METHOD.md's am & am^T) is repaired the same way.
+    # An explicit 4-D mask with empty rows (am & am^T, docs/method.md section 1.2) is repaired the same way.
     real = mask.bool()
     method_mask = real[:, None, None, :] & real[:, None, :, None]
     with torch.no_grad():

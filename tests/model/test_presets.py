@@ -3,7 +3,7 @@ import torch
 
 from diffucoder.model import ModelConfigError, build_config, build_model, memory_plan, param_count
 
-# The released 7B shapes, counted by hand (METHOD.md section 1).
+# The released 7B shapes, counted by hand (docs/method.md, section 1.3).
 HIDDEN, INTER, LAYERS, HEADS, KV, VOCAB = 3584, 18944, 28, 28, 4, 152064
 HEAD_DIM = HIDDEN // HEADS
 PER_LAYER = ((HIDDEN * HIDDEN + HIDDEN)                       # q_proj + bias

@@ -51,5 +51,5 @@ def micro_overrides(model: Path, data: Path | str, workdir: Path, steps: int = 2
 
 def micro_rl_config(model: Path, data: Path | str, workdir: Path, steps: int = 2, extra=()):
     from diffucoder.config.recipes import recipe_path
-    from diffucoder.rl.config import RLConfig
+    from diffucoder.recipes.coupled_grpo import RLConfig
     return load_config(RLConfig, recipe_path("tiny-cpu", "rl"), micro_overrides(model, data, workdir, steps, extra))

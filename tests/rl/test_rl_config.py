@@ -3,8 +3,8 @@ import pytest
 
 from diffucoder.config import ConfigError, load_config
 from diffucoder.config.recipes import recipe_path
-from diffucoder.rl.config import RLConfig, engine_config
-from diffucoder.rl.logprobs import EstimatorConfig
+from diffucoder.recipes.coupled_grpo import RLConfig
+from diffucoder.rl.estimator import EstimatorConfig
 from diffucoder.rl.rewards import RewardConfig
 from diffucoder.sampling import SamplingConfig
 
@@ -36,10 +36,9 @@ def test_7b_recipe_matches_method_md():
 
 
 def test_7b_deepspeed_view_fills_the_batch_layout():
-    from diffucoder.training.deepspeed_engine import deepspeed_config
+    from diffucoder.training.engines import deepspeed_config
     cfg = load_config(RLConfig, recipe_path("7b-gpu", "rl"))
-    view = engine_config(cfg, world_size=8)
-    ds = deepspeed_config(view, world_size=8)
+    ds = deepspeed_config(cfg.distributed.deepspeed_config, cfg.engine_optim(), cfg.layout(8), world_size=8)
     # one prompt x 10 completions per GPU, in micro-batches of 5
     assert (ds["train_micro_batch_size_per_gpu"], ds["gradient_accumulation_steps"]) == (5, 2)
     assert ds["train_batch_size"] == 80 and ds["gradient_clipping"] == 0.2
@@ -66,9 +65,9 @@ def test_engine_view_schedules_every_inner_update():
     cfg = load_config(RLConfig, None, ["train.steps=10", "objective.mu=2", "optim.warmup_steps=3",
                                        "rollout.prompts_per_step=4", "rollout.group_size=4",
                                        "objective.micro_batch=4"])
-    view = engine_config(cfg, world_size=2)
-    assert view.train.steps == 20 and view.optim.warmup_steps == 6
-    assert (view.data.batch_size, view.data.grad_accum) == (4, 2)   # 2 prompts x 4 per rank = 8 rows
+    layout = cfg.layout(world_size=2)
+    assert layout.total_steps == 20 and cfg.engine_optim().warmup_steps == 6
+    assert (layout.micro_batch, layout.grad_accum) == (4, 2)   # 2 prompts x 4 per rank = 8 rows
     assert cfg.rank_prompts(2) == 2 and cfg.micro_batches(1) == (4, 4)
 
 

@@ -110,7 +110,7 @@ def test_coupled_estimate_matches_method_md_by_hand(model, inputs):
     full, first, second = estimator_passes(mask, cfg, torch.Generator().manual_seed(11))
     logp_full, logp_first, logp_second = (_by_hand(model, prompt_ids, attention, completion, p)
                                           for p in (full, first, second))
-    # METHOD.md: (logp_pass1 + weight * logp from whichever of pass 2 or 3 masked the token) / 2
+    # docs/method.md 4.2: (logp_pass1 + weight * logp from whichever of pass 2 or 3 masked the token) / 2
     pair = torch.where(first.masked, first.weight[:, None].double() * logp_first,
                        second.weight[:, None].double() * logp_second)
     expected = torch.where(mask, (logp_full + pair) / 2, torch.zeros_like(logp_full))

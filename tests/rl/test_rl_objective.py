@@ -16,7 +16,7 @@ MASK = [[True, True, True, False], [True, True, True, True], [True, True, False,
 
 
 def by_hand(eps: float, beta: float, use_ref: bool = True) -> dict:
-    """The loss and stats, token by token in plain Python, as METHOD.md writes them."""
+    """The loss and stats, token by token in plain Python, as docs/method.md (4.3) writes them."""
     row_losses, row_kls, row_clips, row_ratios = [], [], [], []
     for logp, old, ref, adv, mask in zip(LOGP, OLD, REF, ADV, MASK):
         terms, kls, clips, ratios = [], [], [], []

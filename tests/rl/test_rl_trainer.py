@@ -8,9 +8,9 @@ from safetensors.torch import load_file
 from diffucoder.config import ConfigError
 from diffucoder.errors import DiffucoderError
 from diffucoder.model import load_model
-from diffucoder.rl.diagnostics import METRIC_KEYS
+from diffucoder.rl.report import METRIC_KEYS
 from diffucoder.rl.report import KFP_METRIC_KEYS, PLOT
-from diffucoder.rl.trainer import train_rl
+from diffucoder.recipes.coupled_grpo import train_rl
 from diffucoder.sampling import load_tokenizer
 from diffucoder.store import open_store, resolve
 from tests.rl.rl_trainer_helpers import make_model_dir, make_suite, micro_rl_config, write_acecode
@@ -68,10 +68,10 @@ def test_steps_write_metrics_report_and_a_loadable_model(assets, tmp_path):
 
 def test_beta_zero_has_no_reference(assets, tmp_path, monkeypatch):
     model_dir, suite = assets
-    import diffucoder.rl.trainer as trainer
+    import diffucoder.recipes.coupled_grpo as trainer
     loads = []
-    real = trainer._load
-    monkeypatch.setattr(trainer, "_load", lambda *a, **k: loads.append(1) or real(*a, **k))
+    real = trainer.load_policy
+    monkeypatch.setattr(trainer, "load_policy", lambda *a, **k: loads.append(1) or real(*a, **k))
     cfg = micro_rl_config(model_dir, suite, tmp_path / "w", steps=2, extra=["objective.beta=0"])
     result = train_rl(cfg)
     assert len(loads) == 1                                      # the policy only

@@ -1,7 +1,6 @@
 """The RL trainer as processes: kill -9 mid-run and resume (bit-identical), and 2-rank gloo DDP."""
 import contextlib
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -13,7 +12,6 @@ import torch
 from safetensors.torch import load_file
 
 from diffucoder.store import open_store
-from diffucoder.training.recipe import PAUSE_ENV
 from tests.rl.rl_trainer_helpers import make_model_dir, make_suite, micro_overrides
 
 TORCHRUN = ("-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2")
@@ -35,6 +33,12 @@ def command(assets, tmp_path, name: str, steps: int, extra=(), launcher=()) -> l
             *overrides]
 
 
+def paused(cmd: list[str], pause: int) -> list[str]:
+    """The same run, stopping after RL step ``pause`` (``tests.training.paused_run``)."""
+    at = cmd.index("diffucoder.cli")
+    return [*cmd[:at], "tests.training.paused_run", "--pause-after", str(pause), *cmd[at + 1:]]
+
+
 def run(cmd):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -42,9 +46,8 @@ def run(cmd):
 
 
 def kill_when_paused(cmd, pause: int, timeout: float = 240.0) -> None:
-    """Start ``cmd`` with the pause hook; SIGKILL it and every child once it pauses."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            env={**os.environ, PAUSE_ENV: str(pause)})
+    """Start ``cmd`` stopping after step ``pause``; SIGKILL it and every child once it pauses."""
+    proc = subprocess.Popen(paused(cmd, pause), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     deadline = time.monotonic() + timeout
     try:
         for line in proc.stdout:

@@ -5,11 +5,10 @@ import pytest
 import torch
 
 from diffucoder.model import load_model
-from diffucoder.rl.config import engine_config
-from diffucoder.rl.logprobs import EstimatorConfig, estimator_passes
+from diffucoder.rl.estimator import EstimatorConfig, estimator_passes
 from diffucoder.rl.prompts import read_prompts
 from diffucoder.rl.rollouts import generate_rollouts
-from diffucoder.rl.update import batch_logprobs, estimator_variance, grpo_update
+from diffucoder.recipes.coupled_grpo import batch_logprobs, estimator_variance, grpo_update
 from diffucoder.sampling import load_tokenizer
 from diffucoder.training.distributed import init_distributed
 from diffucoder.training.engines import build_engine
@@ -35,7 +34,8 @@ def _setup(assets, extra=()):
     cfg = micro_rl_config(model_dir, suite, root / "w", extra=["optim.weight_decay=0", *extra])
     policy = copy.deepcopy(model).train()
     torch.manual_seed(0)
-    engine = build_engine(policy, engine_config(cfg, 1), init_distributed("none"))
+    engine = build_engine(policy, init_distributed("none"), backend="none", optim=cfg.engine_optim(),
+                          layout=cfg.layout(1))
     return cfg, engine, batch
 
 
@@ -51,7 +51,7 @@ def test_update_moves_likelihood_towards_positive_advantage(assets):
     mask_id = engine.module.config.mask_token_id
     advantages = torch.tensor([1.0, -1.0, -1.0, 1.0])
     before = _sequence_logp(engine.module, batch, mask_id)
-    stats = grpo_update(engine, None, batch, advantages, cfg, mask_id, [7], micro=2)
+    stats = grpo_update(engine, None, batch, advantages, cfg.objective, mask_id, [7], micro=2)
     after = _sequence_logp(engine.module, batch, mask_id)
     change = after - before
     assert change[advantages > 0].mean() > change[advantages < 0].mean()
@@ -68,7 +68,7 @@ def test_old_logprobs_are_taken_once_before_the_updates(assets):
     cfg, engine, batch = _setup(assets, ["objective.beta=0", "objective.mu=2", "optim.lr=3e-2",
                                          "objective.eps=0.001", "optim.clip=0"])
     advantages = torch.tensor([1.0, -1.0, -1.0, 1.0])
-    stats = grpo_update(engine, None, batch, advantages, cfg, engine.module.config.mask_token_id, [3, 4], micro=4)
+    stats = grpo_update(engine, None, batch, advantages, cfg.objective, engine.module.config.mask_token_id, [3, 4], micro=4)
     assert stats["clip_fraction"] > 0 and stats["ratio_mean"] != pytest.approx(1.0, abs=1e-6)
     assert engine.scheduler.last_epoch == 2    # mu optimizer steps
 
@@ -76,7 +76,7 @@ def test_old_logprobs_are_taken_once_before_the_updates(assets):
 def test_all_equal_rewards_leave_the_weights_untouched(assets):
     cfg, engine, batch = _setup(assets, ["objective.beta=0", "objective.mu=2"])
     before = {k: v.clone() for k, v in engine.module.state_dict().items()}
-    stats = grpo_update(engine, None, batch, torch.zeros(batch.rows), cfg, engine.module.config.mask_token_id,
+    stats = grpo_update(engine, None, batch, torch.zeros(batch.rows), cfg.objective, engine.module.config.mask_token_id,
                         [1, 2], micro=2)
     assert stats["grad_norm"] == 0.0
     assert all(torch.equal(before[k], v) for k, v in engine.module.state_dict().items())
@@ -86,13 +86,13 @@ def test_kl_to_the_reference(assets):
     cfg, engine, batch = _setup(assets, ["objective.beta=0.5", "objective.mu=1"])
     mask_id = engine.module.config.mask_token_id
     same = copy.deepcopy(engine.module).eval()
-    stats = grpo_update(engine, same, batch, torch.zeros(batch.rows), cfg, mask_id, [5], micro=4)
+    stats = grpo_update(engine, same, batch, torch.zeros(batch.rows), cfg.objective, mask_id, [5], micro=4)
     assert stats["kl"] == pytest.approx(0.0, abs=1e-6) and stats["grad_norm"] < 1e-3
     other = copy.deepcopy(engine.module).eval()
     with torch.no_grad():
         for param in other.parameters():
             param.add_(0.05 * torch.randn_like(param))
-    stats = grpo_update(engine, other, batch, torch.zeros(batch.rows), cfg, mask_id, [5], micro=4)
+    stats = grpo_update(engine, other, batch, torch.zeros(batch.rows), cfg.objective, mask_id, [5], micro=4)
     assert stats["kl"] > 1e-4 and stats["grad_norm"] > 0     # the KL alone pulls towards the reference
 
 

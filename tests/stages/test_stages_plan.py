@@ -9,7 +9,7 @@ from diffucoder.stages.plan import check_start, passthrough_model, trains
 from diffucoder.stages.pretrain import run_pretrain_stage
 from diffucoder.stages.sft import run_sft_stage
 from diffucoder.stages.training import recipe_config, wiring
-from diffucoder.training.config import TrainConfig
+from diffucoder.recipes.masked_diffusion import TrainConfig
 from diffucoder.store import open_store
 from tests.rl.rl_trainer_helpers import make_model_dir
 

@@ -21,7 +21,21 @@ def engine(tmp_path, seed=0):
     model = build_model(build_config("tiny", vocab_size=64, hidden_size=16, intermediate_size=32,
                                      num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1),
                         seed=seed)
-    return TorchEngine(model, cfg, ALONE)
+    return TorchEngine(model, ALONE, "none", cfg.optim, cfg.layout())
+
+
+class Steps:
+    """The smallest typed train state: a step counter and a random stream, saved whole."""
+
+    def __init__(self, noise: torch.Generator):
+        self.step, self.noise = 0, noise
+
+    def state_dict(self):
+        return {"step": self.step, "rng": rng_state(self.noise)}
+
+    def load_state_dict(self, state):
+        self.step = state["step"]
+        set_rng_state(state["rng"], self.noise)
 
 
 def take_a_step(eng):
@@ -34,18 +48,18 @@ def test_save_restore_round_trip_and_pruning(tmp_path):
     uri = (tmp_path / "ckpt").as_uri()
     eng = engine(tmp_path)
     ckpts = Checkpoints(uri, ALONE, tmp_path / "work", keep_last=2)
-    noise = torch.Generator().manual_seed(3)
+    state = Steps(torch.Generator().manual_seed(3))
     for step in (1, 2, 3):
         take_a_step(eng)
-        ckpts.save(step, eng, {"step": step, "tokens_seen": step}, rng_state(noise))
+        state.step = step
+        ckpts.save(step, eng, state)
     assert open_store(tmp_path / "ckpt").list_artifacts("step-") == ["step-00000002", "step-00000003"]
-    expected = noise.get_state()
+    expected = state.noise.get_state()
     fresh = engine(tmp_path, seed=1)
-    other_noise = torch.Generator().manual_seed(99)
-    state, rng = Checkpoints(uri, ALONE, tmp_path / "work2").restore(fresh)
-    set_rng_state(rng, other_noise)
-    assert state["step"] == 3 and state["world_size"] == 1
-    assert torch.equal(other_noise.get_state(), expected)
+    restored = Steps(torch.Generator().manual_seed(99))
+    meta = Checkpoints(uri, ALONE, tmp_path / "work2").restore(fresh, restored)
+    assert meta["step"] == 3 and meta["world_size"] == 1 and restored.step == 3
+    assert torch.equal(restored.noise.get_state(), expected)
     for (name, a), (_, b) in zip(eng.module.state_dict().items(), fresh.module.state_dict().items()):
         assert torch.equal(a, b), name
     assert fresh.scheduler.last_epoch == 3 and fresh.lr == eng.lr
@@ -60,16 +74,16 @@ def test_a_part_without_its_checkpoint_is_not_a_checkpoint(tmp_path):
     (tmp_path / "part" / "rng.pt").write_bytes(b"x")
     store.put_artifact(part_name(5, 1), tmp_path / "part")   # a crash between part and main
     ckpts = Checkpoints((tmp_path / "ckpt").as_uri(), ALONE, tmp_path / "work")
-    assert ckpts.latest_step() is None and ckpts.restore(engine(tmp_path)) is None
+    assert ckpts.latest_step() is None and ckpts.restore(engine(tmp_path), Steps(torch.Generator())) is None
 
 
 def test_resuming_with_another_layout_is_refused(tmp_path):
     uri = (tmp_path / "ckpt").as_uri()
     eng = engine(tmp_path)
-    Checkpoints(uri, ALONE, tmp_path / "w").save(1, eng, {"step": 1}, rng_state(torch.Generator()))
+    Checkpoints(uri, ALONE, tmp_path / "w").save(1, eng, Steps(torch.Generator()))
     two = DistEnv(rank=0, world_size=2, local_rank=0, device=torch.device("cpu"), backend="ddp")
     with pytest.raises(DiffucoderError, match="written by 1 ranks with backend 'none'"):
-        Checkpoints(uri, two, tmp_path / "w2").restore(engine(tmp_path))
+        Checkpoints(uri, two, tmp_path / "w2").restore(engine(tmp_path), Steps(torch.Generator()))
 
 
 def test_rng_state_covers_torch_numpy_and_python():

@@ -5,9 +5,9 @@ import pytest
 
 from diffucoder.cli import main as cli_main
 from diffucoder.config import ConfigError, load_config
-from diffucoder.training import TrainConfig, train
-from diffucoder.training import recipe as recipe_module
-from diffucoder.training.deepspeed_engine import deepspeed_config
+from diffucoder.recipes.masked_diffusion import TrainConfig, train
+from diffucoder.recipes import masked_diffusion as recipe_module
+from diffucoder.training.engines import deepspeed_config
 from tests.training.training_helpers import make_shards, micro_config, micro_overrides
 
 
@@ -71,16 +71,17 @@ def test_deepspeed_json_may_not_contradict_the_recipe(tmp_path):
     cfg = load_config(TrainConfig, None, ["distributed.backend=deepspeed", f"distributed.deepspeed_config={path}",
                                           "data.batch_size=4"])
     with pytest.raises(ConfigError, match="train_micro_batch_size_per_gpu=99 but the recipe's data.batch_size"):
-        deepspeed_config(cfg, world_size=2)
-    filled = deepspeed_config(load_config(TrainConfig, None, [
+        deepspeed_config(cfg.distributed.deepspeed_config, cfg.optim, cfg.layout(), world_size=2)
+    zero3 = load_config(TrainConfig, None, [
         "distributed.backend=deepspeed", "distributed.deepspeed_config=configs/deepspeed/zero3.json",
-        "data.batch_size=4", "data.grad_accum=2", "optim.lr=0.01"]), world_size=2)
+        "data.batch_size=4", "data.grad_accum=2", "optim.lr=0.01"])
+    filled = deepspeed_config(zero3.distributed.deepspeed_config, zero3.optim, zero3.layout(), world_size=2)
     assert filled["train_batch_size"] == 16 and filled["optimizer"]["params"]["lr"] == 0.01
     assert filled["optimizer"]["params"]["torch_adam"] is True and filled["zero_optimization"]["stage"] == 3
     missing = load_config(TrainConfig, None, ["distributed.backend=deepspeed",
                                               "distributed.deepspeed_config=nowhere.json"])
     with pytest.raises(ConfigError, match="nowhere.json does not exist"):
-        deepspeed_config(missing, world_size=1)
+        deepspeed_config(missing.distributed.deepspeed_config, missing.optim, missing.layout(), world_size=1)
 
 
 def test_cli_prints_the_error_and_exits_2(shards, tmp_path, capsys, no_compute):

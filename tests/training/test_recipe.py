@@ -8,7 +8,7 @@ from safetensors.torch import load_file
 from diffucoder.model import load_model
 from diffucoder.store import open_store
 from diffucoder.tasks import generate_suite, write_suite
-from diffucoder.training import train
+from diffucoder.recipes.masked_diffusion import train
 from tests.training.training_helpers import make_shards, micro_config
 
 

@@ -14,7 +14,6 @@ import yaml
 from safetensors.torch import load_file
 
 from diffucoder.store import open_store
-from diffucoder.training.recipe import PAUSE_ENV
 from tests.training.training_helpers import make_shards, micro_overrides
 
 STEPS, EVERY, PAUSE = 8, 3, 5   # checkpoints at 3 and 6; killed after step 5 -> resume from 3
@@ -39,8 +38,10 @@ def recipe_file(tmp_path: Path, data: Path, name: str, extra=()) -> Path:
     return path
 
 
-def command(recipe: Path, launcher=()) -> list[str]:
-    return [sys.executable, *launcher, "-m", "diffucoder.cli", "pretrain", "--config", str(recipe)]
+def command(recipe: Path, launcher=(), pause_after: int = 0) -> list[str]:
+    """``diffucoder pretrain``, or (``pause_after``) the same recipe stopping after that step."""
+    entry = ["tests.training.paused_run", "--pause-after", str(pause_after)] if pause_after else ["diffucoder.cli"]
+    return [sys.executable, *launcher, "-m", *entry, "pretrain", "--config", str(recipe)]
 
 
 def run(cmd, env=None):
@@ -58,9 +59,9 @@ def kill_tree(pid: int) -> None:
 
 
 def kill_when_paused(cmd, env=None, timeout=240.0):
-    """Start ``cmd`` with the pause hook; SIGKILL it and all its processes once it pauses."""
+    """Start ``cmd`` (a paused run); SIGKILL it and all its processes once it pauses."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            env={**os.environ, PAUSE_ENV: str(PAUSE), **(env or {})})
+                            env={**os.environ, **(env or {})})
     deadline = time.monotonic() + timeout
     try:
         for line in proc.stdout:
@@ -90,7 +91,7 @@ def test_kill_and_resume_is_bit_identical(tmp_path):
     data = make_shards(tmp_path / "curated")
     run(command(recipe_file(tmp_path, data, "straight")))
     interrupted = recipe_file(tmp_path, data, "killed")
-    kill_when_paused(command(interrupted))
+    kill_when_paused(command(interrupted, pause_after=PAUSE))
     ckpts = open_store(tmp_path / "ckpt-killed").list_artifacts("step-")
     assert ckpts == ["step-00000003"]          # step 6 was never reached: nothing half-written
     assert not (tmp_path / "work-killed" / "model").exists()
@@ -112,7 +113,7 @@ def test_ddp_kill_and_resume_is_bit_identical(tmp_path):
     ddp = ["distributed.backend=ddp", "distributed.dist_backend=gloo", "train.threads=1"]
     run(command(recipe_file(tmp_path, data, "straight", ddp), torchrun))
     interrupted = recipe_file(tmp_path, data, "killed", ddp)
-    kill_when_paused(command(interrupted, torchrun))
+    kill_when_paused(command(interrupted, torchrun, pause_after=PAUSE))
     assert open_store(tmp_path / "ckpt-killed").list_artifacts("step-") == [
         "step-00000003", "step-00000003-rank-00001"]
     resumed = run(command(interrupted, torchrun))

@@ -47,5 +47,5 @@ def micro_overrides(data_uri: str, workdir: Path, steps: int = 4, extra: list[st
 
 
 def micro_config(data_uri: str, workdir: Path, steps: int = 4, extra: list[str] = (), shapes: bool = True):
-    from diffucoder.training import TrainConfig
+    from diffucoder.recipes.masked_diffusion import TrainConfig
     return load_config(TrainConfig, None, micro_overrides(data_uri, workdir, steps, extra, shapes))

@@ -1,24 +1,18 @@
-"""Masked diffusion: forward (noising) process, shifted-target loss, annealing, augmentations, SFT.
+"""Masked diffusion: the training loss (``loss``) and the SFT row layout (``sft``).
 
-    from diffucoder.diffusion import (DiffusionLossConfig, diffusion_loss, forward_process,
-                                      masked_diffusion_loss, scorable_mask, shift_logits)
-    g = torch.Generator().manual_seed(0)
-    eligible = scorable_mask(torch.ones_like(tokens, dtype=torch.bool), pad_mask)
-    noisy, masked, t = forward_process(tokens, eligible, mask_token_id, eps=1e-3, generator=g)
-    loss = masked_diffusion_loss(model(noisy, attention_mask=pad_mask).logits, tokens, masked, t,
-                                 eligible=eligible)
-    # or all of it (annealing, 1 % truncation / clean prefix, SFT prompt mask) in one call:
+    from diffucoder.diffusion import DiffusionLossConfig, diffusion_loss, sft_batch
     out = diffusion_loss(model, tokens, attention_mask=pad_mask, config=DiffusionLossConfig(),
                          mask_token_id=mask_token_id, pad_token_id=pad_id, step=step, generator=g)
+    batch = sft_batch(prompts, responses, seq_len=2048, dlm_pad_token_id=dlm_pad, eos_token_id=eos)
 
-Every random draw takes a ``torch.Generator`` so a run is reproducible.
-Modules: ``noise``, ``loss``, ``attention``, ``augment``, ``sft``, ``objective``.
+``loss`` reads top to bottom: the forward (noising) process, the 1/t-weighted shifted
+cross-entropy and its normalisers, attention-mask annealing, truncation / clean-prefix
+augmentations, and ``diffusion_loss``, which does all of it for one batch.
 """
-from diffucoder.diffusion.attention import anneal_ratio, annealed_attention_mask
-from diffucoder.diffusion.augment import choose_augmented_rows, clean_prefix, random_truncation
-from diffucoder.diffusion.loss import NORMALISERS, masked_diffusion_loss, scorable_mask
-from diffucoder.diffusion.noise import NoisedBatch, forward_process, sample_t
-from diffucoder.diffusion.objective import DiffusionLossConfig, DiffusionLossOutput, diffusion_loss
+from diffucoder.diffusion.loss import (NORMALISERS, DiffusionLossConfig, DiffusionLossOutput, NoisedBatch,
+                                       anneal_ratio, annealed_attention_mask, choose_augmented_rows, clean_prefix,
+                                       diffusion_loss, forward_process, masked_diffusion_loss, random_truncation,
+                                       sample_t, scorable_mask, uniform)
 from diffucoder.diffusion.sft import SFTBatch, sft_batch, sft_maskable
 from diffucoder.model.dream import shift_logits
 
@@ -26,5 +20,5 @@ __all__ = [
     "DiffusionLossConfig", "DiffusionLossOutput", "NORMALISERS", "NoisedBatch", "SFTBatch", "anneal_ratio",
     "annealed_attention_mask", "choose_augmented_rows", "clean_prefix", "diffusion_loss", "forward_process",
     "masked_diffusion_loss", "random_truncation", "sample_t", "scorable_mask", "sft_batch", "sft_maskable",
-    "shift_logits",
+    "shift_logits", "uniform",
 ]

@@ -1,32 +1,92 @@
-"""The masked-diffusion loss with shifted targets (METHOD.md section 2, step 3).
+"""The masked-diffusion training loss, end to end: noise, score, anneal, augment (docs/method.md, section 2).
 
-    from diffucoder.diffusion import masked_diffusion_loss, scorable_mask
-    eligible = scorable_mask(maskable, attention_mask)       # what may be masked and scored
-    noisy, masked, t = forward_process(tokens, eligible, mask_id, generator=g)
-    logits = model(noisy, attention_mask=attention_mask).logits
-    loss = masked_diffusion_loss(logits, tokens, masked, t, eligible=eligible)
+    from diffucoder.diffusion.loss import DiffusionLossConfig, diffusion_loss
+    cfg = DiffusionLossConfig(anneal_steps=10_000, truncate_prob=0.01, prefix_prob=0.01)  # adaptation
+    out = diffusion_loss(model, tokens, attention_mask=pad_mask, step=step, config=cfg,
+                         mask_token_id=151666, pad_token_id=151643, generator=g)
+    out.loss.backward()
+    # SFT: prompt_mask=batch.prompt_mask (the prompt is never masked nor scored)
 
-    loss = sum_{b, i: masked[b, i]} (1 / t_b) * CE(logits[b, i - 1], tokens[b, i]) / N
+Read top to bottom, one batch goes through:
 
-Shifted targets: the token at position ``i`` is predicted by the logit at ``i - 1``,
-so position 0 (and any token right after a pad) can never be scored; keep them
-out of ``maskable`` with ``scorable_mask``. The normaliser ``N``:
+1. **noise** (``forward_process``): one level per sequence, ``t = (1 - eps) u + eps`` with
+   ``u ~ U(0, 1)``; each maskable token becomes the mask token with probability ``t``. Draw
+   order (for reproducing a run): ``u`` for the batch, then one ``U(0, 1)`` per token, both from
+   ``generator``.
+2. **score** (``masked_diffusion_loss``): ``sum over masked of CE(logits[b, i - 1], x0[b, i]) / t_b``
+   divided by a normaliser ``N``. Targets are shifted: the token at ``i`` is predicted by the logit
+   at ``i - 1``, so position 0 (and a token right after a pad) can never be scored; ``scorable_mask``
+   keeps them out. ``N``: ``"tokens"`` (default) the loss-eligible tokens of the batch, an unbiased
+   per-token NELBO estimate; ``"masked"`` the masked tokens (not an ELBO, lower variance;
+   DiffuLLaMA's adaptation); ``"sequence"`` each row's sum over its own eligible count, then the mean
+   over rows (LLaDA's SFT); ``"batch"`` ``B * (L - 1)`` (LLaDA's pre-training); or a fixed number.
+3. **anneal** (``annealed_attention_mask``, adaptation only): for the first ``anneal_steps`` steps
+   the attention is ``causal(i >= j) OR Bernoulli(ratio)``, ``ratio = min(1, (step + 1) / anneal_steps)``,
+   AND-ed with the padding mask; pad query rows attend to themselves only (never an empty row).
+4. **augment** (adaptation only): disjoint row sets, ``truncate_prob`` of rows cut to a random
+   length (the rest becomes padding, so shapes never change), ``prefix_prob`` keep a random clean
+   prefix that is never masked nor scored.
 
-* ``"tokens"`` (default): the number of loss-eligible tokens in the batch (``eligible.sum()``),
-  which makes the loss an unbiased per-token estimate of the diffusion NELBO;
-* ``"masked"``: the number of masked tokens (not an ELBO; lower variance);
-* ``"sequence"``: each sequence's sum divided by its own eligible count, then averaged over
-  sequences (LLaDA's SFT convention);
-* ``"batch"``: ``batch * (length - 1)``, every scorable slot (LLaDA's pre-training convention);
-* a number: a fixed denominator, e.g. the eligible tokens across all ranks and
-  gradient-accumulation micro-batches.
+Every random draw takes a ``torch.Generator`` so a run is reproducible. ``DiffusionLossConfig``
+is the typed ``diffusion`` section of the pretrain / SFT recipe.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
+from diffucoder.config import ConfigError, setting
 from diffucoder.errors import DiffucoderError
+from diffucoder.model.dream import position_ids_from_mask
+
+
+# -- The forward (noising) process -------------------------------------------------------------
+
+class NoisedBatch(NamedTuple):
+    noisy: torch.Tensor   # (B, L) tokens with masked positions set to the mask id
+    masked: torch.Tensor  # (B, L) bool, True where a token was replaced
+    t: torch.Tensor       # (B,) float32 noise level of each sequence, in [eps, 1]
+
+
+def uniform(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    """``U(0, 1)`` float32 draws from ``generator`` (on its own device), moved to ``device``."""
+    source = generator.device if generator is not None else device
+    return torch.rand(shape, generator=generator, device=source).to(device)
+
+
+def sample_t(batch_size: int, eps: float = 1e-3, generator: torch.Generator | None = None,
+             device: torch.device | str = "cpu") -> torch.Tensor:
+    """Per-sequence noise levels ``t = (1 - eps) * u + eps``, shape ``(batch_size,)``."""
+    if not 0.0 < eps < 1.0:
+        raise DiffucoderError(f"'eps': must be in (0, 1), got {eps}")
+    u = uniform((batch_size,), generator, torch.device(device))
+    return (1.0 - eps) * u + eps
+
+
+def forward_process(tokens: torch.Tensor, maskable: torch.Tensor, mask_token_id: int, eps: float = 1e-3,
+                    generator: torch.Generator | None = None, t: torch.Tensor | None = None) -> NoisedBatch:
+    """Mask each ``maskable`` token of ``tokens`` (B, L) with its sequence's probability ``t``.
+
+    Pass ``t`` (shape ``(B,)``) to fix the noise levels instead of sampling them.
+    """
+    if tokens.dim() != 2 or maskable.shape != tokens.shape:
+        raise DiffucoderError(f"forward_process: tokens {tuple(tokens.shape)} and maskable "
+                              f"{tuple(maskable.shape)} must both be (batch, length)")
+    batch, length = tokens.shape
+    if t is None:
+        t = sample_t(batch, eps, generator, tokens.device)
+    elif t.shape != (batch,):
+        raise DiffucoderError(f"forward_process: t has shape {tuple(t.shape)}, expected ({batch},)")
+    t = t.to(device=tokens.device, dtype=torch.float32)
+    masked = maskable.bool() & (uniform((batch, length), generator, tokens.device) < t[:, None])
+    noisy = tokens.masked_fill(masked, mask_token_id)
+    return NoisedBatch(noisy=noisy, masked=masked, t=t)
+
+
+# -- The loss with shifted targets and its normalisers -----------------------------------------
 
 NORMALISERS = ("tokens", "masked", "sequence", "batch")
 
@@ -95,3 +155,161 @@ def _denominator(normaliser: str | float, eligible: torch.Tensor | None, targets
     if normaliser == "batch":
         return float(batch * (length - 1))
     raise DiffucoderError(f"'normaliser': must be one of {NORMALISERS} or a positive number, got {normaliser!r}")
+
+
+# -- Attention-mask annealing (adaptation) -----------------------------------------------------
+
+def anneal_ratio(step: int, anneal_steps: int) -> float:
+    """Share of non-causal pairs opened at ``step``: ``min(1, (step + 1) / anneal_steps)``."""
+    if step < 0:
+        raise DiffucoderError(f"'step': must be >= 0, got {step}")
+    if anneal_steps <= 0:
+        return 1.0  # annealing disabled: fully bidirectional from the start
+    return min(1.0, (step + 1) / anneal_steps)
+
+
+def annealed_attention_mask(seq_len: int, step: int, anneal_steps: int, generator: torch.Generator | None = None,
+                            *, batch_size: int = 1, attention_mask: torch.Tensor | None = None,
+                            per_sample: bool = True, device: torch.device | str | None = None) -> torch.Tensor:
+    """Boolean ``(B, 1, L, L)`` mask (True = may attend) for training step ``step``.
+
+    ``attention_mask``: optional (B, L) padding mask (sets ``batch_size`` and ``device``).
+    ``per_sample``: draw a Bernoulli matrix per sequence (else one shared by the batch).
+    """
+    if attention_mask is not None:
+        if attention_mask.dim() != 2 or attention_mask.shape[1] != seq_len:
+            raise DiffucoderError(f"annealed_attention_mask: attention_mask has shape "
+                                  f"{tuple(attention_mask.shape)}, expected (batch, {seq_len})")
+        batch_size, device = attention_mask.shape[0], attention_mask.device
+    device = torch.device(device or "cpu")
+    ratio = anneal_ratio(step, anneal_steps)
+    positions = torch.arange(seq_len, device=device)
+    causal = positions[:, None] >= positions[None, :]
+    if ratio >= 1.0:
+        mask = torch.ones(batch_size, 1, seq_len, seq_len, dtype=torch.bool, device=device)
+    else:
+        draws = batch_size if per_sample else 1
+        opened = uniform((draws, 1, seq_len, seq_len), generator, device) < ratio
+        mask = (causal | opened).expand(batch_size, 1, seq_len, seq_len)
+    if attention_mask is not None:
+        real = attention_mask.bool()
+        mask = mask & real[:, None, None, :] & real[:, None, :, None]
+    return mask | torch.eye(seq_len, dtype=torch.bool, device=device)
+
+
+# -- Random truncation and clean prefixes (adaptation) -----------------------------------------
+
+def choose_augmented_rows(batch_size: int, truncate_prob: float = 0.01, prefix_prob: float = 0.01,
+                          generator: torch.Generator | None = None,
+                          device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Disjoint boolean row selections ``(truncate, clean_prefix)``, shape ``(batch_size,)`` each."""
+    if truncate_prob < 0 or prefix_prob < 0 or truncate_prob + prefix_prob > 1:
+        raise DiffucoderError(f"'truncate_prob'/'prefix_prob': need probabilities >= 0 with sum <= 1, "
+                              f"got {truncate_prob} and {prefix_prob}")
+    u = uniform((batch_size,), generator, torch.device(device))
+    return u < truncate_prob, (u >= truncate_prob) & (u < truncate_prob + prefix_prob)
+
+
+def _real_rank(attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token index among the row's real tokens (0-based) and each row's real-token count."""
+    real = attention_mask.bool()
+    return real.long().cumsum(dim=1) - 1, real.sum(dim=1)
+
+
+def _uniform_int(low: torch.Tensor, high: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """One integer uniform in ``[low, high]`` (inclusive) per row."""
+    u = uniform(tuple(low.shape), generator, low.device)
+    span = (high - low + 1).clamp(min=1)
+    return low + (u * span).long().clamp(max=span - 1)
+
+
+def random_truncation(tokens: torch.Tensor, attention_mask: torch.Tensor, rows: torch.Tensor, pad_token_id: int,
+                      generator: torch.Generator | None = None,
+                      min_length: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cut each selected row to ``n ~ U{min_length .. real length}`` real tokens.
+
+    Returns new ``(tokens, attention_mask)``; unselected rows are unchanged.
+    ``min_length`` defaults to 2 so a truncated row still has a token to score.
+    """
+    if tokens.shape != attention_mask.shape or rows.shape != tokens.shape[:1]:
+        raise DiffucoderError(f"random_truncation: tokens {tuple(tokens.shape)}, attention_mask "
+                              f"{tuple(attention_mask.shape)} and rows {tuple(rows.shape)} do not agree")
+    rank, length = _real_rank(attention_mask)
+    keep = _uniform_int(torch.full_like(length, min_length).minimum(length), length, generator)
+    cut = rows.to(tokens.device)[:, None] & attention_mask.bool() & (rank >= keep[:, None])
+    return tokens.masked_fill(cut, pad_token_id), attention_mask.masked_fill(cut, 0)
+
+
+def clean_prefix(maskable: torch.Tensor, attention_mask: torch.Tensor | None, rows: torch.Tensor,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """Make the first ``n ~ U{1 .. real length - 1}`` real tokens of each selected row un-maskable.
+
+    At least one real token stays maskable, so the row still has something to learn.
+    """
+    real = attention_mask if attention_mask is not None else torch.ones_like(maskable, dtype=torch.bool)
+    if maskable.shape != real.shape or rows.shape != maskable.shape[:1]:
+        raise DiffucoderError(f"clean_prefix: maskable {tuple(maskable.shape)}, attention_mask "
+                              f"{tuple(real.shape)} and rows {tuple(rows.shape)} do not agree")
+    rank, length = _real_rank(real)
+    prefix = _uniform_int(torch.ones_like(length), (length - 1).clamp(min=0), generator)
+    prefix = torch.where(length >= 2, prefix, torch.zeros_like(prefix))
+    frozen = rows.to(maskable.device)[:, None] & real.bool() & (rank < prefix[:, None])
+    return maskable.bool() & ~frozen
+
+
+# -- The whole loss of one batch ---------------------------------------------------------------
+
+@dataclass
+class DiffusionLossConfig:
+    eps: float = setting(1e-3, min=1e-6, max=0.5, help="t = (1 - eps) u + eps: lowest noise level")
+    normaliser: str = setting("tokens", choices=NORMALISERS,
+                              help="loss denominator: tokens = loss-eligible tokens in the batch")
+    anneal_steps: int = setting(0, min=0, help="attention-mask annealing steps, causal -> bidirectional "
+                                               "(10000 in the adaptation recipe; 0 = off)")
+    truncate_prob: float = setting(0.0, min=0.0, max=1.0,
+                                   help="share of samples truncated to a random length (0.01 in adaptation)")
+    prefix_prob: float = setting(0.0, min=0.0, max=1.0,
+                                 help="share of samples keeping a random clean prefix (0.01 in adaptation)")
+
+    def validate(self) -> None:
+        if self.truncate_prob + self.prefix_prob > 1.0:
+            raise ConfigError(f"'prefix_prob': truncate_prob + prefix_prob must be <= 1, "
+                              f"got {self.truncate_prob} + {self.prefix_prob}")
+
+
+class DiffusionLossOutput(NamedTuple):
+    loss: torch.Tensor          # scalar, differentiable
+    num_eligible: int           # loss-eligible tokens in the batch
+    num_masked: int             # tokens masked (and scored)
+    mean_t: float               # mean noise level of the batch
+    anneal_ratio: float         # share of non-causal attention pairs opened (1 = bidirectional)
+
+
+def diffusion_loss(model: torch.nn.Module, tokens: torch.Tensor, *, mask_token_id: int, pad_token_id: int,
+                   config: DiffusionLossConfig | None = None, attention_mask: torch.Tensor | None = None,
+                   prompt_mask: torch.Tensor | None = None, step: int = 0,
+                   generator: torch.Generator | None = None) -> DiffusionLossOutput:
+    """The masked-diffusion loss of ``model`` on clean ``tokens`` (B, L) at training ``step``."""
+    config = config or DiffusionLossConfig()
+    if attention_mask is None:
+        attention_mask = torch.ones_like(tokens)
+    if config.truncate_prob > 0 or config.prefix_prob > 0:
+        truncate_rows, prefix_rows = choose_augmented_rows(tokens.shape[0], config.truncate_prob,
+                                                           config.prefix_prob, generator, tokens.device)
+        tokens, attention_mask = random_truncation(tokens, attention_mask, truncate_rows, pad_token_id, generator)
+    maskable = ~prompt_mask.bool() if prompt_mask is not None else torch.ones_like(tokens, dtype=torch.bool)
+    maskable = scorable_mask(maskable, attention_mask)
+    if config.prefix_prob > 0:
+        maskable = clean_prefix(maskable, attention_mask, prefix_rows, generator)
+    noisy, masked, t = forward_process(tokens, maskable, mask_token_id, config.eps, generator)
+    ratio = anneal_ratio(step, config.anneal_steps)
+    if ratio < 1.0:
+        attention = annealed_attention_mask(tokens.shape[1], step, config.anneal_steps, generator,
+                                            attention_mask=attention_mask)
+        logits = model(noisy, attention_mask=attention,
+                       position_ids=position_ids_from_mask(attention_mask)).logits
+    else:
+        logits = model(noisy, attention_mask=attention_mask).logits
+    loss = masked_diffusion_loss(logits, tokens, masked, t, eligible=maskable, normaliser=config.normaliser)
+    return DiffusionLossOutput(loss=loss, num_eligible=int(maskable.sum()), num_masked=int(masked.sum()),
+                               mean_t=float(t.mean()), anneal_ratio=ratio)

@@ -66,7 +66,7 @@ def memory_estimate(preset: str, stage: str, world_size: int,
     dist = recipe.get("distributed") or {}
     backend = dist.get("backend", "none")
     if backend == "deepspeed":
-        from diffucoder.training.deepspeed_engine import read_deepspeed_json
+        from diffucoder.training.engines import read_deepspeed_json
         path = dist.get("deepspeed_config", "")
         zero = read_deepspeed_json(path).get("zero_optimization", {}).get("stage", 0)
         sharding, source = int(zero), f"deepspeed ZeRO-{zero} ({path})"

@@ -5,7 +5,7 @@
                       num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
                       mask_token_id=4095, pad_token_id=4093, bos_token_id=4093, eos_token_id=4093)
 
-Defaults are the released 7B shapes (METHOD.md section 1), so a released Dream
+Defaults are the released 7B shapes (docs/method.md, section 1.3), so a released Dream
 ``config.json`` (``model_type: "Dream"``, legacy ``rope_theta`` key) loads as is.
 Every shape and special-token id is checked when the config is built, before
 any tensor exists; a bad value raises ``ModelConfigError`` naming the field.

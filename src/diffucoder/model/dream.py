@@ -55,7 +55,7 @@ def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
 def padding_attention_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     """4-D boolean mask from a 2-D padding mask: real tokens attend to real tokens.
 
-    ``m[:, None, None, :] & m[:, None, :, None]`` as in METHOD.md, OR the diagonal so
+    ``m[:, None, None, :] & m[:, None, :, None]`` as docs/method.md, section 1.2, writes it, OR the diagonal so
     that pad query rows are not empty (an all-False row makes sdpa return NaN).
     """
     real = attention_mask.bool()

@@ -1,4 +1,5 @@
-"""Coupled-GRPO: reinforcement learning for a masked-diffusion coder (METHOD.md section 5).
+"""Coupled-GRPO, the library: estimator, rewards, advantages and objective, prompts and rollouts
+(docs/method.md, section 4). The recipe that trains with them is ``diffucoder.recipes.coupled_grpo``.
 
     import torch
     from diffucoder.rl import (EstimatorConfig, RewardConfig, completion_mask, estimator_passes,
@@ -14,15 +15,15 @@
     out = grpo_loss(logp, old_logp, ref_logp, adv.flatten(), mask, eps=0.5, beta=0.01)
     out.loss.backward()
 
-Modules: ``logprobs`` (coupled / decoupled / full-mask per-token log-prob estimators),
-``rewards`` (format and sandboxed code rewards), ``advantages`` (group-relative baselines),
-``objective`` (the clipped GRPO loss with the k3 KL penalty).
+Modules: ``estimator`` (coupled / decoupled / full-mask per-token log-prob estimators),
+``rewards`` (format and sandboxed code rewards), ``objective`` (group-relative advantages, the
+clipped GRPO loss with the k3 KL penalty), ``prompts`` (RL prompt sets, the hard subset),
+``rollouts`` (completions from the diffusion sampler, scored), ``hard_filter`` (pass rates of a
+policy, the filter), ``report`` (metrics rows, summary, plots, report, export).
 """
-from diffucoder.rl.advantages import BASELINES, group_advantages, zero_advantage_fraction
-from diffucoder.rl.logprobs import (
-    ESTIMATORS, EstimatorConfig, MaskPass, completion_mask, estimator_passes, token_logprobs,
-)
-from diffucoder.rl.objective import GRPOLoss, grpo_loss
+from diffucoder.rl.estimator import (ESTIMATORS, EstimatorConfig, MaskPass, completion_mask, estimator_passes,
+                                     token_logprobs)
+from diffucoder.rl.objective import BASELINES, GRPOLoss, group_advantages, grpo_loss, zero_advantage_fraction
 from diffucoder.rl.rewards import Reward, RewardConfig, format_reward, score_completions
 
 __all__ = [
@@ -30,9 +31,3 @@ __all__ = [
     "completion_mask", "estimator_passes", "format_reward", "grpo_loss", "group_advantages",
     "score_completions", "token_logprobs", "zero_advantage_fraction",
 ]
-
-# The trainer (coupled-GRPO recipe, CLI ``diffucoder rl``): config, prompts, rollouts, update, trainer.
-from diffucoder.rl.config import RLConfig  # noqa: E402
-from diffucoder.rl.trainer import train_rl  # noqa: E402
-
-__all__ += ["RLConfig", "train_rl"]

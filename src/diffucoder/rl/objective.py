@@ -1,12 +1,21 @@
-"""The clipped GRPO objective with a k3 KL penalty to a reference model (METHOD.md section 5).
+"""The coupled-GRPO objective: group-relative advantages and the clipped loss with a k3 KL penalty
+(docs/method.md, sections 4.3-4.4).
 
-    from diffucoder.rl import grpo_loss
-    out = grpo_loss(logp, old_logp, ref_logp, advantages, mask, eps=0.5, beta=0.01)
+    from diffucoder.rl.objective import grpo_loss, group_advantages
+    rewards = torch.tensor([[2.5, 0.5, 0.5], [1.0, 1.0, 1.0]])   # (prompts N, completions G)
+    adv = group_advantages(rewards, baseline="mean").flatten()  # r - mean(group); a flat group -> 0
+    out = grpo_loss(logp, old_logp, ref_logp, adv, mask, eps=0.5, beta=0.01)
     out.loss.backward()
     out.stats   # {"policy_loss", "kl", "clip_fraction", "clip_low_fraction", "clip_high_fraction",
                 #  "ratio_mean", "ratio_min", "ratio_max", "advantage_mean", "tokens", "sequences"}
 
-Per completion token (``mask`` True: up to and including the first end token)::
+**Advantages.** The paper writes ``A_i = r_i - mean(r)``; the released code uses the
+leave-one-out mean of the other ``G - 1``; neither divides by the std (``scale_rewards: false``).
+The std, when asked for, is the unbiased one (as TRL's). A group whose rewards are all equal gets
+exactly zero advantage (set explicitly: ``r - mean(r)`` can round to a tiny non-zero number), so
+it contributes no policy gradient.
+
+**Loss.** Per completion token (``mask`` True: up to and including the first end token)::
 
     rho   = exp(logp - old_logp)
     loss  = -min(rho * A, clip(rho, 1 - eps, 1 + eps) * A) + beta * KL_k3
@@ -18,12 +27,68 @@ the clip is active: ``rho > 1 + eps`` with ``A > 0`` or ``rho < 1 - eps`` with `
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
 
 import torch
 
+from diffucoder.config import setting
 from diffucoder.errors import DiffucoderError
 
+
+# -- advantages -------------------------------------------------------------------------------------
+
+@dataclass
+class AdvantageSection:
+    baseline: Literal["mean", "leave_one_out"] = setting(
+        "mean", help="A = r - mean(group) (paper), or r - mean(the other completions) (released code)")
+    scale_rewards: bool = setting(False, help="divide by the group's reward std (the recipe: false)")
+
+
+BASELINES = ("mean", "leave_one_out")
+
+
+def _check_rewards(rewards: torch.Tensor) -> torch.Tensor:
+    if not isinstance(rewards, torch.Tensor) or rewards.dim() != 2 or rewards.numel() == 0:
+        shape = tuple(rewards.shape) if isinstance(rewards, torch.Tensor) else type(rewards).__name__
+        raise DiffucoderError(f"rewards must be a non-empty (prompts, completions per prompt) tensor, got {shape}")
+    rewards = rewards.float()
+    if not bool(torch.isfinite(rewards).all()):
+        raise DiffucoderError("rewards must be finite (a NaN or inf reward reached the advantages)")
+    return rewards
+
+
+def _all_equal(rewards: torch.Tensor) -> torch.Tensor:
+    return (rewards == rewards[:, :1]).all(dim=1)
+
+
+def group_advantages(rewards: torch.Tensor, baseline: str = "mean", scale: bool = False,
+                     eps: float = 1e-4) -> torch.Tensor:
+    """(N, G) advantages of (N, G) rewards: minus the group's baseline, optionally over its std."""
+    rewards = _check_rewards(rewards)
+    if baseline not in BASELINES:
+        raise DiffucoderError(f"baseline must be one of {list(BASELINES)}, got {baseline!r}")
+    if eps < 0:
+        raise DiffucoderError(f"eps must be >= 0, got {eps}")
+    group = rewards.shape[1]
+    if group < 2 and (baseline == "leave_one_out" or scale):
+        raise DiffucoderError(f"a group of {group} completion has no others to compare with: "
+                              f"{baseline!r} baseline / std scaling need at least 2 per prompt")
+    if baseline == "mean":
+        advantages = rewards - rewards.mean(dim=1, keepdim=True)
+    else:
+        advantages = rewards - (rewards.sum(dim=1, keepdim=True) - rewards) / (group - 1)
+    if scale:
+        advantages = advantages / (rewards.std(dim=1, keepdim=True) + eps)
+    return advantages.masked_fill(_all_equal(rewards)[:, None], 0.0)
+
+
+def zero_advantage_fraction(rewards: torch.Tensor) -> float:
+    """Share of groups whose rewards are all equal (they give no learning signal)."""
+    return float(_all_equal(_check_rewards(rewards)).float().mean())
+
+
+# -- the clipped objective ----------------------------------------------------------------------
 
 class GRPOLoss(NamedTuple):
     loss: torch.Tensor           # scalar, differentiable w.r.t. logp

@@ -32,6 +32,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from diffucoder.errors import DiffucoderError
+from diffucoder.sandbox import SandboxError
+from diffucoder.sandbox.testplan import build_plan
+from diffucoder.tasks import write_jsonl
 from diffucoder.training.chat import render_prompt
 
 ACECODE_TEMPLATE = "{question}\n\nYour code should pass this test:\n{first_test}"
@@ -100,9 +103,6 @@ BUILDERS = {"synthetic": synthetic_prompt, "acecode_jsonl": acecode_prompt}
 
 def read_prompts(path: str | os.PathLike, kind: str) -> tuple[list[RLPrompt], dict[str, int]]:
     """Prompts of a JSONL file; (prompts, counts of records skipped by reason)."""
-    from diffucoder.sandbox import SandboxError
-    from diffucoder.sandbox.testplan import build_plan
-
     if kind not in BUILDERS:
         raise DiffucoderError(f"'data.kind': must be one of {sorted(BUILDERS)}, got {kind!r}")
     path = Path(path)
@@ -212,5 +212,4 @@ def read_pass_rates(path: str | os.PathLike) -> dict[str, list[float]]:
 
 def write_pass_rates(path: str | os.PathLike, table: Sequence[dict[str, Any]]) -> Path:
     """The filter's table as JSONL (readable by ``read_pass_rates``), written atomically."""
-    from diffucoder.tasks import write_jsonl
     return write_jsonl(path, table)

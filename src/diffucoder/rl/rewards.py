@@ -30,13 +30,14 @@ Tests may be assert / ``check()`` source, a list of assert lines, or a ``TestCas
 from __future__ import annotations
 
 import ast
+import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from diffucoder.config import setting
 from diffucoder.errors import DiffucoderError
-from diffucoder.sandbox import Sandbox, SandboxError, TestCase, Verdict
+from diffucoder.sandbox import Sandbox, SandboxConfig, SandboxError, TestCase, Verdict
 from diffucoder.sandbox.testplan import build_plan
 from diffucoder.training.chat import IM_END
 
@@ -50,6 +51,24 @@ NOT_RUN = "not_run"   # the verdict of a completion whose format reward is not 1
 class RewardConfig:
     format_weight: float = setting(0.5, min=0.0, help="weight of the format reward in the total")
     code_weight: float = setting(2.0, min=0.0, help="weight of the code reward (fraction of tests passed)")
+
+
+@dataclass
+class RewardSection(RewardConfig):
+    """The recipe's ``reward`` section: the weights (``RewardConfig``) and the sandbox that runs the tests."""
+    timeout_s: float = setting(10.0, min=0.05, max=3600.0, help="wall-clock limit of one completion's test run")
+    memory_mb: int = setting(1024, min=32, help="address-space limit of each sandboxed program")
+    workers: int = setting(0, min=0, help="programs tested at once (0 = one per core)")
+    isolation: str = setting("auto", choices=("auto", "bwrap", "unshare", "none"),
+                             help="sandbox isolation layer (auto = strongest available)")
+
+    def sandbox_config(self) -> SandboxConfig:
+        return SandboxConfig(timeout_s=self.timeout_s, memory_mb=self.memory_mb, workers=self.workers or None,
+                             isolation=self.isolation)
+
+    def weights(self) -> RewardConfig:
+        names = [f.name for f in dataclasses.fields(RewardConfig)]
+        return RewardConfig(**{name: getattr(self, name) for name in names})
 
 
 @dataclass(frozen=True)

@@ -15,13 +15,14 @@ decodes in eval mode without gradients. An answer is scored up to its first
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import torch
 
-from diffucoder.rl.logprobs import completion_mask
+from diffucoder.rl.estimator import completion_mask
 from diffucoder.rl.prompts import RLPrompt
 from diffucoder.rl.rewards import Reward, RewardConfig, score_completions
 from diffucoder.sampling import SamplingConfig, decode_completions, diffusion_generate, encode_prompts
@@ -124,7 +125,6 @@ def sample_pass_rates(model, tokenizer, prompts: Sequence[RLPrompt], samples: in
 def greedy_scores(model, tokenizer, prompts: Sequence[RLPrompt], sampling: SamplingConfig, sandbox,
                   cfg: RewardConfig, end_ids: Sequence[int], batch_size: int = 0) -> list[Reward]:
     """One greedy (temperature 0) answer per prompt, scored: the held-out evaluation during RL."""
-    import dataclasses
     greedy = dataclasses.replace(sampling, temperature=0.0, alg_temp=0.0)
     generator = torch.Generator(device=next(model.parameters()).device).manual_seed(sampling.seed)
     out = []

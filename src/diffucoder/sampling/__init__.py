@@ -1,4 +1,4 @@
-"""How a diffusion coder writes code: the sampler (METHOD.md section 3) and AR-ness (section 4).
+"""How a diffusion coder writes code: the sampler and AR-ness (docs/method.md, section 3).
 
     import torch
     from diffucoder.model import load_model

@@ -1,4 +1,4 @@
-"""AR-ness@k: how left-to-right a decode was, from its commit order (METHOD.md section 4).
+"""AR-ness@k: how left-to-right a decode was, from its commit order (docs/method.md, section 3.5).
 
     from diffucoder.sampling import arness_curves, global_arness, local_arness
     local_arness([0, 1, 2, 3], k=1)        # 1.0: every commit continues the previous one

@@ -27,7 +27,7 @@ def _temperatures(text: str) -> list[float]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.description = ("Decode a prompt set one token per step at several temperatures and report local "
-                          "and global AR-ness@k (METHOD.md section 4).")
+                          "and global AR-ness@k (docs/method.md, section 3.5).")
     parser.add_argument("--model", required=True, metavar="DIR", help="model directory with its tokenizer")
     parser.add_argument("--prompts", required=True, metavar="FILE", help=".jsonl ('prompt' field) or .txt")
     parser.add_argument("--temperatures", type=_temperatures, default=[0.2, 0.6, 1.0], metavar="T1,T2,...",

@@ -5,7 +5,7 @@
                             max_new_tokens=64, ks=range(1, 9))
     paths = write_arness_report(result, "out/arness")   # arness.md, arness.json, arness.png
 
-Every decode commits one token per step (steps = max_new_tokens, METHOD.md section 4)
+Every decode commits one token per step (steps = max_new_tokens, docs/method.md, section 3.5)
 with the given sampling config (default: the recommended one) and only the
 temperature changed; AR-ness is averaged over prompts.
 """

@@ -4,7 +4,7 @@
     out = diffusion_generate(model, ids, mask, mode="approx_dual_cache", block_size=32)
 
 The completion is decoded in blocks of ``block_size`` tokens, left to right; the
-``steps`` are shared out over the blocks and each block runs METHOD.md's schedule
+``steps`` are shared out over the blocks and each block runs the exact schedule (docs/method.md, section 3.2)
 on its own masks. The first model call runs the whole sequence and keeps the
 prompt's keys/values; later calls feed only the tokens after the cached prefix:
 

@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from diffucoder.sampling.config import SamplingConfig
 
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.description = "Decode prompts with the masked-diffusion sampler (METHOD.md section 3)."
+    parser.description = "Decode prompts with the masked-diffusion sampler (docs/method.md, section 3)."
     parser.epilog = "Sampling keys (key=value):\n" + "\n".join(
         f"  {f.name} = {f.default!r}\n      {f.metadata.get('help', '')}" for f in dataclasses.fields(SamplingConfig))
     parser.add_argument("--model", required=True, metavar="DIR", help="model directory with its tokenizer")

@@ -2,11 +2,11 @@
 
     from diffucoder.config import load_config
     from diffucoder.sampling import SamplingConfig
-    cfg = SamplingConfig()                                    # METHOD.md's recommended decoding
+    cfg = SamplingConfig()                                    # the released models' recommended decoding
     cfg = load_config(SamplingConfig, "configs/tiny-cpu/sampling.yaml", ["temperature=0.4"])
     cfg = resolve_config(cfg, steps=128)                      # keyword overrides, re-validated
 
-Defaults are the released models' recommended decoding (METHOD.md section 3):
+Defaults are the released models' recommended decoding (docs/method.md, section 5.5):
 256 new tokens in 256 steps, top_p 0.95, alg ``entropy``, alg_temp 0, temperature 0.2.
 ``mode="exact"`` runs the method as written; the ``approx_*`` modes are the
 Fast-dLLM-style cached, block-wise decoders: faster, and *not* the same distribution.
@@ -40,7 +40,7 @@ class SamplingConfig:
     eps: float = setting(1e-3, help="final time of the schedule ts = linspace(1, eps, steps + 1), in (0, 1)")
     seed: int = setting(0, min=0, help="seed of the sampler's generator when none is passed")
     mode: str = setting("exact", choices=MODES,
-                        help="exact: METHOD.md section 3. approx_prefix_cache / approx_dual_cache: "
+                        help="exact: docs/method.md, section 3.1. approx_prefix_cache / approx_dual_cache: "
                              "APPROXIMATE block-wise decoding reusing cached keys/values (Fast-dLLM)")
     block_size: int = setting(32, min=1, help="approx modes: tokens per semi-autoregressive block")
     batch_invariant: bool = setting(

@@ -1,4 +1,4 @@
-"""``diffusion_generate``: METHOD.md section 3 for a batch of left-padded prompts.
+"""``diffusion_generate``: docs/method.md, section 3.1, for a batch of left-padded prompts.
 
     from diffucoder.sampling import SamplingConfig, diffusion_generate
     out = diffusion_generate(model, input_ids, attention_mask, SamplingConfig(temperature=0.0),

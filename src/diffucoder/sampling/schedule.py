@@ -1,4 +1,4 @@
-"""How many masked positions a denoising step commits (METHOD.md section 3), as pure functions.
+"""How many masked positions a denoising step commits (docs/method.md, section 3.2), as pure functions.
 
     from diffucoder.sampling.schedule import commit_counts, commit_schedule, timesteps
     ts = timesteps(256, 1e-3)                  # linspace(1, eps, steps + 1), float64

@@ -6,7 +6,7 @@
     texts = decode_completions(tok, out, stop="eos")       # base models: cut at the first EOS
     texts = decode_completions(tok, out, stop="dlm_pad")   # instruct models: first <|dlm_pad|>
 
-EOS and ``<|dlm_pad|>`` are ordinary tokens to the sampler (METHOD.md section 3): the
+EOS and ``<|dlm_pad|>`` are ordinary tokens to the sampler (docs/method.md, section 3.1): the
 fixed-length output is cut at the first stop token only when it becomes text.
 """
 from __future__ import annotations

@@ -13,12 +13,12 @@ weights). With ``distributed.nproc_per_node > 1`` the stage launches the recipe 
 from __future__ import annotations
 
 from diffucoder.errors import DiffucoderError
+from diffucoder.recipes.masked_diffusion import TrainConfig, train
 from diffucoder.stage_io import StageOutput
 from diffucoder.stages.cluster import ClusterLauncher
 from diffucoder.stages.plan import check_start, passthrough_model, trains
 from diffucoder.stages.registry import stage
 from diffucoder.stages.training import recipe_config, run_training, wiring
-from diffucoder.training.config import TrainConfig
 
 STAGE = stage("pretrain")
 
@@ -31,8 +31,6 @@ def run_pretrain_stage(preset: str, curated_uri: str, store_root: str, run_name:
     ``start_model`` is the checkpoint adaptation starts from (``model.init_from``; an override
     of that key wins); a run that starts later passes it on (``diffucoder.stages.plan``).
     """
-    from diffucoder.training.recipe import train   # torch: only when this process trains
-
     check_start(start_stage, start_model)
     if not trains(STAGE.name, start_stage):
         return passthrough_model(start_model, STAGE.name, start_stage)

@@ -6,7 +6,7 @@
     out.uri        # file:///abs/store/runs/r1/rl  (Hugging Face dir + tokenizer + training/)
     out.metrics    # initial/final reward and pass rate, mean KL, clip fraction, ...
 
-The recipe is ``configs/<preset>/rl.yaml`` (``diffucoder.rl.RLConfig``) with the wiring every
+The recipe is ``configs/<preset>/rl.yaml`` (``diffucoder.recipes.coupled_grpo.RLConfig``) with the wiring every
 training stage gets: ``data.uri`` = the task suite (its training split is the prompt set),
 ``model.init_from`` = the SFT model, ``output.uri`` = ``<store>/runs/<run>/rl`` and
 ``checkpoint.uri`` = ``<store>/runs/<run>/rl-checkpoints`` (a rerun resumes). For a released
@@ -16,7 +16,7 @@ with ``data.kind=acecode_jsonl``.
 from __future__ import annotations
 
 from diffucoder.errors import DiffucoderError
-from diffucoder.rl.config import RLConfig
+from diffucoder.recipes.coupled_grpo import RLConfig, train_rl
 from diffucoder.rl.report import KFP_METRIC_KEYS
 from diffucoder.stage_io import StageOutput
 from diffucoder.stages.cluster import ClusterLauncher
@@ -29,8 +29,6 @@ STAGE = stage("rl")
 def run_rl_stage(preset: str, model_uri: str, tasks_uri: str, store_root: str, run_name: str,
                  overrides: list[str] | None = None, launcher: ClusterLauncher | None = None) -> StageOutput:
     """Train here (or under torchrun on this node), or (``launcher``) as a cluster job."""
-    from diffucoder.rl.trainer import train_rl   # torch: only when this process trains
-
     if not model_uri:
         raise DiffucoderError("model_uri: empty; pass the SFT stage's model (or a released instruct model)")
     if not tasks_uri:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import tempfile
 
 from diffucoder.errors import DiffucoderError
+from diffucoder.recipes.masked_diffusion import SFTConfig, train
 from diffucoder.stage_io import StageOutput
 from diffucoder.stages.cluster import ClusterLauncher
 from diffucoder.stages.plan import passthrough_model, trains
@@ -26,7 +27,6 @@ from diffucoder.stages.training import recipe_config, run_training, wiring
 from diffucoder.store import resolve
 from diffucoder.tasks import generate_suite, verify_references, write_suite
 from diffucoder.tasks.config import TaskSuiteConfig
-from diffucoder.training.config import SFTConfig
 
 STAGE = stage("sft")
 
@@ -55,8 +55,6 @@ def run_sft_stage(preset: str, model_uri: str, store_root: str, run_name: str,
                   start_stage: str = "curate") -> StageOutput:
     """Publish the task suite here, then train here or (``launcher``) as a cluster job; in a run
     that starts at ``rl`` (``diffucoder.stages.plan``), pass ``model_uri`` on untrained."""
-    from diffucoder.training.recipe import train   # torch: only when this process trains
-
     if not model_uri:
         raise DiffucoderError("model_uri: empty; pass the pretrain stage's model")
     tasks_uri = stage_uri(store_root, run_name, STAGE.data_from)

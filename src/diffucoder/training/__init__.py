@@ -1,23 +1,17 @@
-"""One masked-diffusion trainer for the ``pretrain`` and ``sft`` stages (torchtune-style recipe).
+"""The training core the recipes (``diffucoder.recipes``) stand on; it knows no recipe config.
 
-    from diffucoder.config import load_config
-    from diffucoder.training import TrainConfig, train
-    cfg = load_config(TrainConfig, "configs/tiny-cpu/pretrain.yaml", ["data.uri=...", "output.uri=..."])
-    result = train(cfg)      # -> TrainResult(summary, workdir, model_dir, model_uri, report_md)
+    env = init_distributed("ddp")                                     # distributed
+    engine = build_engine(model, env, backend="ddp", optim=cfg.optim,  # engines: none, DDP, FSDP2,
+                          layout=BatchLayout(8, 2, total_steps=1000))  #          DeepSpeed ZeRO
+    ckpts = Checkpoints(uri, env, workdir); ckpts.save(step, engine, state)   # checkpoint
+    model_dir, training = save_model_dir(module, tokenizer, log, workdir)     # export
 
-    diffucoder pretrain --config configs/tiny-cpu/pretrain.yaml --data URI --output URI
-    python -m torch.distributed.run --nproc_per_node 2 -m diffucoder.cli sft --config ... \\
-        distributed.backend=deepspeed distributed.deepspeed_config=configs/deepspeed/zero2.json
-
-Modules: ``config`` (the recipe), ``recipe`` (``train``: the loop), ``inputs`` (every
-check before compute), ``data_loader`` (resumable sampler; shards and chat JSONL),
-``chat`` (the SFT chat template), ``schedule`` (warm-up + cosine), ``engines`` /
-``deepspeed_engine`` (none, DDP, FSDP2, DeepSpeed ZeRO), ``distributed`` (torchrun
-process group), ``checkpoint`` (atomic, resumable checkpoints in the store), ``flops``
-(model FLOPs, matmul peak), ``metrics`` / ``report`` / ``export`` (JSONL, PNG, Markdown,
-Hugging Face directory), ``cli`` / ``cli_sft`` (the commands).
+Modules: ``config`` (the sections every recipe nests: model, optim, distributed, checkpoint,
+train, output), ``distributed`` (torchrun process group, collectives), ``engines`` (one interface
+over the back ends; optimizer and schedule from explicit settings), ``checkpoint`` (atomic,
+resumable checkpoints of an engine and a typed train state, RNG streams), ``inputs`` (artifacts
+fetched into the cache, tokenizer, special ids), ``data_loader`` (resumable seeded rows over token
+shards or chat JSONL), ``chat`` (the chat template), ``schedule`` (warm-up + cosine), ``flops``
+(model FLOPs, matmul peak), ``metrics`` / ``report`` / ``export`` (JSONL, plots, Markdown, the
+Hugging Face model directory).
 """
-from diffucoder.training.config import TrainConfig
-from diffucoder.training.recipe import TrainResult, train
-
-__all__ = ["TrainConfig", "TrainResult", "train"]

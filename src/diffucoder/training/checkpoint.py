@@ -1,15 +1,19 @@
 """Training checkpoints in the artifact store: atomic, complete, resumable bit for bit.
 
     ckpts = Checkpoints("file:///abs/store/runs/r1/pretrain-ckpt", env, workdir, keep_last=2)
-    ckpts.save(step, engine, trainer_state={"step": step, "data": loader.state_dict(), ...},
-               rng=rng_state(noise_generator))
-    found = ckpts.restore(engine)          # None, or (trainer_state, this rank's rng state)
+    ckpts.save(step, engine, state)       # state: the recipe's typed train state
+    meta = ckpts.restore(engine, state)   # None, or {"step", "world_size", "backend"}: loaded
+
+A train state is any object with ``state_dict()`` / ``load_state_dict(d)`` whose dict holds plain
+data and tensors (``torch.load(weights_only=True)`` reads it back): the step, the data position,
+the metrics so far, this rank's random streams (``rng_state``) ... Every rank saves its own.
 
 Layout under the checkpoint URI (each entry an artifact)::
 
-    step-00000040                 rank 0's files: trainer_state.json, rng.pt, engine/ (model,
-                                  optimizer, schedule); published LAST, so it marks completeness
-    step-00000040-rank-00001      rank 1's files: rng.pt (+ its ZeRO partition under DeepSpeed)
+    step-00000040                 rank 0's files: checkpoint.json (step, world size, back end),
+                                  train_state.pt, engine/ (model, optimizer, schedule); published
+                                  LAST, so it marks completeness
+    step-00000040-rank-00001      rank 1's files: train_state.pt (+ its ZeRO partition under DeepSpeed)
 
 A checkpoint exists only once ``step-N``'s manifest is written, after every rank's part
 was published (a barrier in between): a kill at any moment leaves either the previous
@@ -34,7 +38,7 @@ from diffucoder.training.distributed import DistEnv
 
 STEP_RE = re.compile(r"^step-(\d{8})$")
 PART_RE = re.compile(r"^step-(\d{8})-rank-(\d{5})$")
-STATE_FILE, RNG_FILE, ENGINE_DIR = "trainer_state.json", "rng.pt", "engine"
+META_FILE, STATE_FILE, ENGINE_DIR = "checkpoint.json", "train_state.pt", "engine"
 
 
 def rng_state(noise: torch.Generator) -> dict[str, Any]:
@@ -87,22 +91,22 @@ class Checkpoints:
         steps = self.env.broadcast_object(steps)
         return steps[-1] if steps else None
 
-    def save(self, step: int, engine, trainer_state: dict[str, Any], rng: dict[str, Any]) -> str:
+    def save(self, step: int, engine, state) -> str:
         """Publish this step's checkpoint (collective: every rank calls it)."""
         staging = self.workdir / "checkpoint-staging" / f"rank-{self.env.rank:05d}"
         if staging.exists():
             shutil.rmtree(staging)
         staging.mkdir(parents=True)
         engine.save_state(staging / ENGINE_DIR)
-        torch.save(rng, staging / RNG_FILE)
+        torch.save(state.state_dict(), staging / STATE_FILE)
         meta = {"kind": "training-checkpoint", "step": step, "rank": self.env.rank,
                 "world_size": self.env.world_size, "backend": self.env.backend}
         if not self.env.is_main:
             self.store.put_artifact(part_name(step, self.env.rank), staging, metadata=meta)
         self.env.barrier()  # every part is published before the checkpoint is declared complete
         if self.env.is_main:
-            state = {**trainer_state, "world_size": self.env.world_size, "backend": self.env.backend}
-            (staging / STATE_FILE).write_text(json.dumps(state, indent=1, sort_keys=True))
+            layout = {"step": step, "world_size": self.env.world_size, "backend": self.env.backend}
+            (staging / META_FILE).write_text(json.dumps(layout, indent=1, sort_keys=True))
             self.store.put_artifact(step_name(step), staging, metadata=meta)
             self._prune(step)
         self.env.barrier()
@@ -119,8 +123,9 @@ class Checkpoints:
             if step not in keep and step < newest:
                 self.store.delete_artifact(part_name(step, rank))
 
-    def restore(self, engine) -> tuple[dict[str, Any], dict[str, Any]] | None:
-        """Load the newest complete checkpoint into ``engine``; (trainer state, rng) or None."""
+    def restore(self, engine, state) -> dict[str, Any] | None:
+        """Load the newest complete checkpoint into ``engine`` and ``state``; its step, world size and
+        back end, or None when there is none."""
         step = self.latest_step()
         if step is None:
             return None
@@ -135,17 +140,17 @@ class Checkpoints:
         except ArtifactNotFound as err:
             raise DiffucoderError(f"checkpoint {self.store.uri(step_name(step))} is incomplete for rank "
                                   f"{self.env.rank} (saved with another world size?): {err}") from None
-        state = json.loads((target / "main" / STATE_FILE).read_text())
-        if state.get("world_size") != self.env.world_size or state.get("backend") != self.env.backend:
+        meta = json.loads((target / "main" / META_FILE).read_text())
+        if meta.get("world_size") != self.env.world_size or meta.get("backend") != self.env.backend:
             raise DiffucoderError(
-                f"checkpoint {self.store.uri(step_name(step))} was written by {state.get('world_size')} "
-                f"ranks with backend {state.get('backend')!r}; this run has {self.env.world_size} with "
+                f"checkpoint {self.store.uri(step_name(step))} was written by {meta.get('world_size')} "
+                f"ranks with backend {meta.get('backend')!r}; this run has {self.env.world_size} with "
                 f"{self.env.backend!r}. Resume with the same layout or use a new checkpoint.uri")
         engine.load_state(own / ENGINE_DIR)
-        rng = torch.load(own / RNG_FILE, weights_only=True)
+        state.load_state_dict(torch.load(own / STATE_FILE, weights_only=True))
         self.env.barrier()
         shutil.rmtree(target, ignore_errors=True)
-        return state, rng
+        return meta
 
 
 def _merge_missing(source: Path, dest: Path) -> None:

@@ -1,21 +1,36 @@
-"""The trainer recipe: ``TrainConfig`` and its sections (``configs/<preset>/{pretrain,sft}.yaml``).
+"""The config sections every training recipe nests (``configs/<preset>/{pretrain,sft,rl}.yaml``).
 
-    from diffucoder.config import load_config
-    from diffucoder.training.config import TrainConfig
-    cfg = load_config(TrainConfig, "configs/tiny-cpu/pretrain.yaml", ["optim.lr=1e-3"])
+    from dataclasses import dataclass, field
+    from diffucoder.training.config import ModelSection, OptimSection, TrainSection
 
-One recipe serves both stages: ``data.kind`` says whether rows come from curated token
-shards (pre-training / adaptation) or from chat JSONL (SFT). Every value is checked
-when the recipe loads; an error names the dotted key.
+    @dataclass
+    class MyRecipeConfig:
+        model: ModelSection = field(default_factory=ModelSection)
+        optim: OptimSection = field(default_factory=OptimSection)
+        train: TrainSection = field(default_factory=TrainSection)
+
+The recipes (``diffucoder.recipes.masked_diffusion``: pretrain and SFT;
+``diffucoder.recipes.coupled_grpo``: RL) own their configs and add their own sections (data,
+diffusion, rollout ...). The training core (engines, checkpoints, export) takes explicit values
+read from these sections, never a whole recipe config. Every value is checked when the recipe
+loads; an error names the dotted key.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import argparse
+from dataclasses import dataclass
 from typing import Literal
 
 from diffucoder.config import ConfigError, setting
-from diffucoder.diffusion.objective import DiffusionLossConfig
-from diffucoder.tasks.config import TaskSuiteConfig
+
+# The recipes' command-line shorthands: ``--data X`` is ``data.uri=X`` ...
+SHORTHANDS = {"data": "data.uri", "init": "model.init_from", "output": "output.uri",
+              "checkpoint": "checkpoint.uri", "workdir": "output.workdir"}
+
+
+def shorthand_values(args: argparse.Namespace) -> dict[str, str]:
+    """The shorthands given on a command line, as the recipe values they stand for."""
+    return {key: getattr(args, name) for name, key in SHORTHANDS.items() if getattr(args, name, None)}
 
 
 @dataclass
@@ -43,28 +58,6 @@ class ModelSection:
         names = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
                  "num_key_value_heads", "max_position_embeddings")
         return {name: getattr(self, name) for name in names if getattr(self, name)}
-
-
-@dataclass
-class DataSection:
-    kind: Literal["token_shards", "chat_jsonl"] = setting(
-        "token_shards", help="curated token shards (pretrain) or chat JSONL (sft)")
-    uri: str = setting("", help="curated shard artifact (URI or dir), or chat JSONL file / artifact URI")
-    file: str = setting("sft-train.jsonl", help="chat_jsonl: the file inside a directory or artifact")
-    val_file: str = setting("", help="chat_jsonl: validation file beside data.file ('' = none); "
-                                     "token_shards use the shards' val split")
-    tokenizer: str = setting("", help="HF tokenizer dir or store URI; '' = the one in data.uri "
-                                      "(token_shards) or in model.init_from (chat_jsonl)")
-    seq_len: int = setting(0, min=0, help="tokens per row; 0 = the shards' packed length. For shards "
-                                         "it must divide the packed length")
-    canvas_jitter: float = setting(0.0, min=0.0, max=1.0, help="chat_jsonl: share of training rows whose canvas "
-                                   "ends at a random length in [prompt + response + eos, seq_len]; "
-                                   "teaches a small model to answer in sampling's shorter canvases")
-    batch_size: int = setting(8, min=1, help="rows per device per micro-step")
-    grad_accum: int = setting(1, min=1, help="micro-steps per optimizer step")
-    shuffle: bool = setting(True, help="reshuffle rows every epoch (seeded)")
-    cache_dir: str = setting("", help="where store artifacts are downloaded ('' = $DIFFUCODER_CACHE "
-                                      "or ~/.cache/diffucoder)")
 
 
 @dataclass
@@ -124,35 +117,3 @@ class OutputSection:
     uri: str = setting("", help="store URI of the final model artifact ('' = keep it local only)")
     workdir: str = setting("", help="local dir for the model, metrics, plot and report "
                                     "('' = a fresh temporary dir)")
-
-
-@dataclass
-class TrainConfig:
-    stage: Literal["pretrain", "sft"] = setting("pretrain", help="names the run in reports")
-    model: ModelSection = field(default_factory=ModelSection)
-    data: DataSection = field(default_factory=DataSection)
-    optim: OptimSection = field(default_factory=OptimSection)
-    diffusion: DiffusionLossConfig = field(default_factory=DiffusionLossConfig)
-    distributed: DistributedSection = field(default_factory=DistributedSection)
-    checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
-    train: TrainSection = field(default_factory=TrainSection)
-    output: OutputSection = field(default_factory=OutputSection)
-
-    def validate(self) -> None:
-        if self.optim.warmup_steps > self.train.steps:
-            raise ConfigError(f"'optim.warmup_steps': {self.optim.warmup_steps} is more than "
-                              f"train.steps={self.train.steps}")
-        if self.data.kind == "chat_jsonl" and not self.data.seq_len:
-            raise ConfigError("'data.seq_len': chat_jsonl rows need a fixed length (e.g. 256)")
-        if self.data.kind == "chat_jsonl" and self.diffusion.anneal_steps:
-            raise ConfigError("'diffusion.anneal_steps': attention annealing is for adaptation "
-                              "pre-training; set it to 0 for chat_jsonl (SFT)")
-
-
-@dataclass
-class SFTConfig(TrainConfig):
-    """The SFT recipe (``configs/<preset>/sft.yaml``): the trainer's, plus ``tasks``, the synthetic
-    task suite the pipeline's SFT stage generates and trains on (``diffucoder.stages.sft``). The
-    trainer itself reads ``data.uri``; ``tasks`` is recorded with the recipe."""
-    stage: Literal["sft"] = setting("sft", help="names the run in reports")
-    tasks: TaskSuiteConfig = field(default_factory=TaskSuiteConfig)

@@ -1,7 +1,10 @@
-"""The end of a run (rank 0): Hugging Face model directory, plot, report, store artifact.
+"""The end of a run: the Hugging Face model directory, its report files, the store artifact.
 
-    model_dir, uri, report = export_model(cfg, engine, full_state, config, tokenizer, log,
-                                          summary, workdir, config_yaml)
+    weights = gather_weights(engine)                       # collective: every rank calls it
+    if env.is_main:
+        model_dir, training = save_model_dir(exportable_module(engine, weights, config), tokenizer, log, workdir)
+        ...                                                # the recipe's plots into training/
+        uri = finish_model_dir(model_dir, report_md, recipe_yaml, summary, output_uri, metadata)
 
 ``<workdir>/model`` is what ``load_model`` and ``AutoTokenizer.from_pretrained`` read
 (``config.json``, ``model.safetensors``, tokenizer files) plus ``training/``
@@ -12,33 +15,46 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from diffucoder.training.config import TrainConfig
+from diffucoder.model import DreamModel, save_model
+from diffucoder.store import resolve
 from diffucoder.training.metrics import MetricsLog
-from diffucoder.training.report import plot_loss_curve, render_report
 
 TRAINING_DIR = "training"
 
 
-def _exportable_model(engine, state: dict[str, torch.Tensor] | None, config):
-    """The live module when it holds the full weights, else a fresh one loaded from ``state``."""
+@dataclass
+class TrainResult:
+    """What a recipe's run returns: its summary, where it worked, the model it exported (rank 0)."""
+    summary: dict[str, Any]
+    workdir: Path
+    model_dir: Path | None       # rank 0 only
+    model_uri: str               # '' when not published
+    report_md: str
+
+
+def gather_weights(engine) -> dict[str, torch.Tensor] | None:
+    """The full weights on rank 0 when the engine shards them (collective), else None."""
+    return None if engine.holds_full_weights else engine.full_state_dict()
+
+
+def exportable_module(engine, weights: dict[str, torch.Tensor] | None, config):
+    """The live module when it holds the full weights, else a fresh one loaded from ``weights``."""
     if engine.holds_full_weights:
         return engine.module
-    from diffucoder.model import DreamModel
     model = DreamModel(config)
-    model.load_state_dict(state)
+    model.load_state_dict(weights)
     return model
 
 
 def save_model_dir(module, tokenizer, log: MetricsLog, workdir: Path) -> tuple[Path, Path]:
     """``<workdir>/model`` (weights, config, tokenizer) and its ``training/`` with the metrics log;
     (model_dir, training_dir). Every trainer's export starts here."""
-    from diffucoder.model import save_model
-
     model_dir = workdir / "model"
     save_model(module, model_dir)
     tokenizer.save_pretrained(str(model_dir))
@@ -58,20 +74,6 @@ def finish_model_dir(model_dir: Path, report: str, config_yaml: str, summary: di
     (training / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     if not output_uri:
         return ""
-    from diffucoder.store import resolve
     store, name = resolve(output_uri)
     store.put_artifact(name, model_dir, metadata={"kind": "model", "format": "huggingface-dream", **metadata})
     return store.uri(name)
-
-
-def export_model(cfg: TrainConfig, engine, state: dict[str, torch.Tensor] | None, config, tokenizer,
-                 log: MetricsLog, summary: dict[str, Any], workdir: Path,
-                 config_yaml: str) -> tuple[Path, str, str]:
-    model_dir, training = save_model_dir(_exportable_model(engine, state, config), tokenizer, log, workdir)
-    plot_loss_curve(log.rows, training / "loss_curve.png",
-                    title=f"{cfg.stage}: {summary['params'] / 1e6:.1f}M params, {summary['tokens']:,} tokens")
-    report = render_report(summary, log.rows, config_yaml, image="loss_curve.png")
-    uri = finish_model_dir(model_dir, report, config_yaml, summary, cfg.output.uri, {
-        "stage": cfg.stage, "params": summary["params"], "steps": summary["steps"], "tokens": summary["tokens"],
-        "final_loss": summary["final_loss"], "final_eval_loss": summary["final_eval_loss"]})
-    return model_dir, uri, report

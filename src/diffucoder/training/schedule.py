@@ -1,4 +1,4 @@
-"""Learning-rate schedule: linear warm-up, then cosine decay to a floor (METHOD.md recipes).
+"""Learning-rate schedule: linear warm-up, then cosine decay to a floor (docs/method.md, section 5).
 
     from diffucoder.training.schedule import lr_factor, warmup_cosine
     scheduler = warmup_cosine(optimizer, warmup_steps=20, total_steps=200, min_lr_ratio=0.1)

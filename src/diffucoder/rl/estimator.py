@@ -1,6 +1,7 @@
-"""Per-token log-probabilities of a completion under a masked-diffusion model (METHOD.md section 5).
+"""The coupled estimator: per-token log-probabilities of a completion under a masked-diffusion model
+(docs/method.md, sections 4.1-4.2).
 
-    from diffucoder.rl import EstimatorConfig, completion_mask, estimator_passes, token_logprobs
+    from diffucoder.rl.estimator import EstimatorConfig, completion_mask, estimator_passes, token_logprobs
     mask = completion_mask(completion_ids, end_ids=[eos_id])        # up to AND including the first end
     gen = torch.Generator().manual_seed(step_seed)
     cfg = EstimatorConfig(method="coupled", pairs=1)
@@ -39,7 +40,7 @@ from typing import NamedTuple
 import torch
 
 from diffucoder.config import ConfigError, setting
-from diffucoder.diffusion.noise import uniform
+from diffucoder.diffusion.loss import uniform
 from diffucoder.errors import DiffucoderError
 
 ESTIMATORS = ("coupled", "decoupled", "full_mask")
@@ -96,7 +97,8 @@ def _below(mask: torch.Tensor, r: torch.Tensor, generator: torch.Generator) -> t
 
 
 def estimator_passes(mask: torch.Tensor, cfg: EstimatorConfig, generator: torch.Generator) -> list[MaskPass]:
-    """The ``1 + 2 * pairs`` masks and weights of ``cfg.method``; tokens outside ``mask`` stay visible."""
+    """The ``1 + 2 * pairs`` masks and weights of ``cfg.method``; tokens outside ``mask`` stay visible.
+    Checks ``cfg`` (once per draw; ``token_logprobs`` then checks the passes it is given)."""
     cfg.validate()
     if mask.dim() != 2 or mask.dtype != torch.bool:
         raise DiffucoderError(f"estimator_passes: mask must be a (batch, length) bool tensor, "
@@ -171,7 +173,6 @@ def token_logprobs(model, prompt_ids: torch.Tensor, prompt_attention: torch.Tens
     log-probs); 0 where ``mask`` is False. ``passes`` (from ``estimator_passes``) reuses masks
     already drawn; otherwise they are drawn from ``generator``.
     """
-    cfg.validate()
     _check_inputs(prompt_ids, prompt_attention, completion_ids, mask)
     if passes is None:
         passes = estimator_passes(mask, cfg, generator)
