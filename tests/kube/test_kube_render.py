@@ -6,8 +6,10 @@ import pytest
 from diffucoder.config import parse_overrides
 from diffucoder.errors import DiffucoderError
 from diffucoder.kube import (InferenceSpec, ServingRuntimeSpec, TrainingJobSpec, render_inference_service,
-                             render_pytorchjob, render_serving_runtime, render_trainjob, stage_command)
-from diffucoder.stages import recipe_wiring
+                             render_pytorchjob, render_serving_runtime, render_trainjob)
+from diffucoder.stages.cluster import job_command
+from diffucoder.stages.registry import stage
+from diffucoder.stages.training import as_overrides, wiring
 from diffucoder.kube.objects import merge_patch, safe_name, write_manifest
 from diffucoder.kube.pods import S3_SECRET_KEYS
 from kube_emulator import validation_errors
@@ -18,7 +20,7 @@ WIRING = dict(store_root="s3://diffucoder", run_name="r1", data_uri="s3://diffuc
 
 def spec(**kw) -> TrainingJobSpec:
     base = dict(name="r1-pretrain", namespace="ml-team", image=IMAGE,
-                command=stage_command("pretrain", "7b-gpu", recipe_wiring("pretrain", **WIRING)),
+                command=job_command(stage("pretrain"), "7b-gpu", wiring(stage("pretrain"), **WIRING)),
                 nodes=3, gpus_per_node=8, cpu="64", memory="800Gi",
                 node_selector={"nvidia.com/gpu.present": "true"},
                 tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
@@ -120,11 +122,11 @@ def test_bad_specs_are_named(change, message):
 
 
 def test_the_command_reads_back_through_the_stage_cli():
-    from diffucoder.training.cli import add_arguments, load_recipe
+    from diffucoder.recipes.masked_diffusion import add_arguments, load_recipe
     data = "s3://diffucoder/runs/it's/curated"  # a quote survives the override parser
-    wiring = recipe_wiring("pretrain", store_root="s3://diffucoder", run_name="r1", data_uri=data,
-                             init_from="s3://models/Qwen2.5-Coder-7B", checkpoint_dir="/mnt/checkpoints")
-    command = stage_command("pretrain", "tiny-cpu", [*wiring, "train.steps=70"])
+    values = wiring(stage("pretrain"), store_root="s3://diffucoder", run_name="r1", data_uri=data,
+                    init_from="s3://models/Qwen2.5-Coder-7B", checkpoint_dir="/mnt/checkpoints")
+    command = job_command(stage("pretrain"), "tiny-cpu", values, ["train.steps=70"])
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     assert command[:4] == ["torchrun", "-m", "diffucoder.cli", "pretrain"]
@@ -133,7 +135,7 @@ def test_the_command_reads_back_through_the_stage_cli():
     assert cfg.output.uri == "s3://diffucoder/runs/r1/pretrain"
     assert cfg.checkpoint.uri == "file:///mnt/checkpoints/r1/pretrain-checkpoints"
     assert cfg.train.steps == 70
-    assert parse_overrides(wiring)["data"]["uri"] == data
+    assert parse_overrides(as_overrides(values))["data"]["uri"] == data
 
 
 def test_inference_service_and_runtime_validate():
@@ -154,7 +156,30 @@ def test_inference_service_and_runtime_validate():
     runtime = render_serving_runtime(ServingRuntimeSpec(namespace="ml-team", image="img:1"))
     assert validation_errors(runtime) == []
     assert runtime["spec"]["supportedModelFormats"][0]["name"] == "diffucoder"
-    assert runtime["spec"]["containers"][0]["args"][:4] == ["diffucoder", "serve", "--model", "/mnt/models"]
+    assert runtime["spec"]["containers"][0]["args"] == [
+        "diffucoder", "serve", "--model", "/mnt/models", "--port", "8080",
+        "--config", "/opt/diffucoder/configs/tiny-cpu/serve.yaml", "--model_name={{.Name}}"]
+    gpu = render_serving_runtime(ServingRuntimeSpec(namespace="ml-team", image="img:1", gpus=1))
+    assert gpu["spec"]["containers"][0]["args"][7] == "/opt/diffucoder/configs/7b-gpu/serve.yaml"
+    assert gpu["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"preset": "7b-gpu"}, "runs on cuda; give the runtime gpus >= 1"),
+    ({"preset": "tiny-cpu", "gpus": 2}, "the 2 GPU\\(s\\) would sit idle"),
+    ({"preset": "no-such-preset"}, "no recipe 'serve.yaml' for preset 'no-such-preset'"),
+    ({"startup_timeout_s": 5}, "startup_timeout_s: must be an integer >= 10"),
+    ({"image": ""}, "image"),
+])
+def test_runtime_refuses_a_serve_config_its_resources_cannot_run(change, message):
+    with pytest.raises(DiffucoderError, match=message):
+        render_serving_runtime(ServingRuntimeSpec(**{"namespace": "ml-team", "image": "img:1", **change}))
+
+
+def test_default_mode_is_raw_deployment_and_the_isvc_carries_it():
+    isvc = render_inference_service(InferenceSpec(name="d", namespace="n", storage_uri="s3://b/m"))
+    assert isvc["metadata"]["annotations"] == {"serving.kserve.io/deploymentMode": "RawDeployment"}
+    assert "privileged" not in isvc["spec"]["predictor"]["model"]["securityContext"]
 
 
 def test_inference_service_refuses_what_kserve_cannot_read():

@@ -43,14 +43,16 @@ def _find(objs, kind, name):
 
 
 def _scheduling(objs):
-    """What the GPU settings change: resources, node selection, MinIO's size."""
+    """What the GPU settings change: resources, node selection, the serve preset and load
+    budget, MinIO's size."""
     serving = _find(objs, "ServingRuntime", "diffucoder-runtime")["spec"]
     train_job = _find(objs, "TrainingRuntime", "diffucoder-torch")["spec"]["template"]["spec"]
     train = train_job["replicatedJobs"][0]["template"]["spec"]["template"]["spec"]
     minio = _find(objs, "StatefulSet", "diffucoder-minio")["spec"]
     return {
         "serving": (serving["containers"][0]["resources"], serving.get("nodeSelector"),
-                    serving.get("tolerations")),
+                    serving.get("tolerations"), serving["containers"][0]["args"],
+                    serving["containers"][0]["startupProbe"]),
         "train": (train["containers"][0]["resources"], train.get("nodeSelector"),
                   train.get("tolerations"), train["volumes"]),
         "minio": (minio["template"]["spec"]["containers"][0]["resources"],

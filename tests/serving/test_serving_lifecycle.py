@@ -25,6 +25,13 @@ def small_queue_server(served_model_dir, tmp_path_factory):
     process.stop()
 
 
+def wait_for_metric(http: httpx.Client, *lines: str) -> None:
+    deadline = time.monotonic() + 10
+    while not any(line in http.get("/metrics").text.splitlines() for line in lines):
+        assert time.monotonic() < deadline, f"never saw {lines}"
+        time.sleep(0.01)
+
+
 def test_a_full_queue_answers_429_with_retry_after(small_queue_server):
     url = small_queue_server.url
     with httpx.Client(base_url=url, timeout=120) as http, ThreadPoolExecutor(12) as pool:
@@ -63,11 +70,12 @@ def test_a_full_queue_answers_429_with_retry_after(small_queue_server):
 def test_sigterm_finishes_in_flight_requests_then_exits(small_queue_server):
     url, process = small_queue_server.url, small_queue_server.process
     with httpx.Client(base_url=url, timeout=120) as http, ThreadPoolExecutor(3) as pool:
-        in_flight = [pool.submit(http.post, "/openai/v1/completions", json=SLOW) for _ in range(3)]
-        deadline = time.monotonic() + 10
-        while "diffucoder_queue_depth 2.0" not in http.get("/metrics").text:  # 1 decoding + 2 queued
-            assert time.monotonic() < deadline, "the requests never queued"
-            time.sleep(0.02)
+        # One at a time into the worker first: three at once could find the first still queued
+        # (on a busy machine) and overflow the queue of 2 with a 429.
+        in_flight = [pool.submit(http.post, "/openai/v1/completions", json=SLOW)]
+        wait_for_metric(http, "diffucoder_decoding 1.0")
+        in_flight += [pool.submit(http.post, "/openai/v1/completions", json=SLOW) for _ in range(2)]
+        wait_for_metric(http, "diffucoder_queue_depth 2.0")  # 1 decoding + 2 queued
         process.send_signal(signal.SIGTERM)
         time.sleep(0.1)
         refused = http.post("/openai/v1/completions", json=SLOW)       # arrives while draining

@@ -100,7 +100,7 @@ def test_job_images_are_the_ones_the_project_builds():
 
 def test_render_runtime_and_isvc_print_valid_objects(kube_cli, capsys):
     from tests.kube.kube_emulator import validation_errors
-    assert kube_cli("render-runtime", "--namespace", "ml-team", "--gpus", "1") == 0
+    assert kube_cli("render-runtime", "--preset", "7b-gpu", "--namespace", "ml-team", "--gpus", "1") == 0
     (runtime,) = yaml.safe_load_all(capsys.readouterr().out)
     assert validation_errors(runtime) == [] and runtime["metadata"]["name"] == "diffucoder-runtime"
     assert runtime["spec"]["containers"][0]["image"].split("/")[-1].startswith("diffucoder-serve:")

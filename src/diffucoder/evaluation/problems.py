@@ -83,7 +83,7 @@ def _mbpp_problem(benchmark: str, record: dict, where: str) -> Problem:
         raise BenchmarkFormatError(f"{where}: 'test_list' must be a non-empty list of assert strings")
     text = record.get("text") if isinstance(record.get("text"), str) else string_field(record, "prompt", where)
     code = string_field(record, "code", where)
-    entry = record.get("entry_point") or mbppentry_point_of(code, tests[0], where)
+    entry = record.get("entry_point") or mbpp_entry_point_of(code, tests[0], where)
     prompt = mbpp_prompt(text, tests[0])
     setup = record.get("test_setup_code") or ""
     test_source = "\n".join([setup, *tests]).strip() + "\n"
@@ -91,7 +91,7 @@ def _mbpp_problem(benchmark: str, record: dict, where: str) -> Problem:
                    INSTRUCT_TEMPLATE.format(prompt=prompt.strip()), entry, prompt + code, test_source)
 
 
-def mbppentry_point_of(code: str, first_test: str, where: str = "record") -> str:
+def mbpp_entry_point_of(code: str, first_test: str, where: str = "record") -> str:
     """The function of ``code`` that the first test calls (MBPP records do not name it)."""
     try:
         defined = [node.name for node in ast.parse(code).body if isinstance(node, ast.FunctionDef)]

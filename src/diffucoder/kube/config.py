@@ -3,8 +3,9 @@
     cfg = load_cluster_config("7b-gpu", ["training.kind=pytorchjob", "training.stages.sft.nodes=4"])
     shape = cfg.training.shape("pretrain")            # nodes, GPUs, CPU, memory of that stage
     spec = training_job_spec(cfg, "pretrain", name="r1-pretrain", namespace="ml-team",
-                             command=stage_command("pretrain", "7b-gpu", overrides))
+                             command=torchrun_command(["pretrain", "--preset", "7b-gpu", *overrides]))
     isvc = inference_spec(cfg, name="diffucoder-r1", namespace="ml-team", storage_uri=uri)
+    runtime = serving_runtime_spec(cfg, "7b-gpu", namespace="ml-team")   # the preset's serve config
 
 The image defaults to the project's image of this version (``image_ref``), the same tag
 ``components/images.py`` and ``images/build.sh`` use.
@@ -16,8 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from diffucoder import __version__
-from diffucoder.config import load_config, setting
-from diffucoder.kube.inference import InferenceSpec
+from diffucoder.config import ConfigError, load_config, setting
+from diffucoder.config.recipes import recipe_path
+from diffucoder.kube.inference import DEPLOYMENT_MODES, InferenceSpec, ServingRuntimeSpec
 from diffucoder.kube.training_job import TrainingJobSpec
 
 DEFAULT_REGISTRY = "ghcr.io/diffucoder-platform"
@@ -78,14 +80,29 @@ class ServingCluster:
     gpus: int = setting(0, min=0, max=16, help="nvidia.com/gpu per replica")
     cpu: str = setting("2", help="CPU per replica")
     memory: str = setting("8Gi", help="memory per replica")
-    node_selector: dict[str, str] = setting(default_factory=dict, help="node labels to run on")
-    tolerations: list[dict[str, Any]] = setting(default_factory=list, help="taints to tolerate")
+    node_selector: dict[str, str] = setting(default_factory=dict, help="node labels to run on (the "
+                                            "Knative modes need the flag kubernetes.podspec-nodeselector)")
+    tolerations: list[dict[str, Any]] = setting(default_factory=list, help="taints to tolerate (the Knative "
+                                                "modes need the flag kubernetes.podspec-tolerations)")
     min_replicas: int = setting(1, min=0, help="minimum replicas")
     max_replicas: int = setting(1, min=1, help="maximum replicas")
-    deployment_mode: str = setting("", choices=("", "RawDeployment", "Serverless"),
-                                   help="KServe deployment mode; empty: the cluster's default")
-    timeout_s: int = setting(900, min=1, help="deploy: roll back if not Ready within")
+    deployment_mode: str = setting("RawDeployment", choices=tuple(DEPLOYMENT_MODES),
+                                   help="KServe deployment mode: RawDeployment (= Standard, KServe >= 0.16) "
+                                        "or Serverless (= Knative); written as given")
+    knative_features: list[str] = setting(default_factory=list,
+                                          help="Knative feature flags enabled in knative-serving/config-features "
+                                               "(Serverless only), e.g. kubernetes.podspec-tolerations")
+    startup_timeout_s: int = setting(600, min=10, help="how long loading the model may take: the runtime's "
+                                                       "startupProbe budget (render-runtime)")
+    timeout_s: int = setting(900, min=1, help="deploy: roll back if not Ready within (also the "
+                                              "Knative revision's progress deadline)")
     poll_s: float = setting(5.0, min=0.01, help="deploy: seconds between status polls")
+
+    def validate(self) -> None:
+        if self.timeout_s < self.startup_timeout_s:
+            raise ConfigError(f"'serving.timeout_s' ({self.timeout_s}) is shorter than "
+                              f"'serving.startup_timeout_s' ({self.startup_timeout_s}): deploy would roll back "
+                              "a server still loading its model")
 
 
 @dataclass
@@ -94,9 +111,10 @@ class ClusterConfig:
     serving: ServingCluster = field(default_factory=ServingCluster)
 
 
-def load_cluster_config(preset: str, overrides: list[str] | tuple[str, ...] = ()) -> ClusterConfig:
-    from diffucoder.config.recipes import recipe_path
-    return load_config(ClusterConfig, recipe_path(preset, "cluster"), list(overrides))
+def load_cluster_config(preset: str, overrides: list[str] | tuple[str, ...] = (),
+                        values: dict[str, Any] | None = None) -> ClusterConfig:
+    """``configs/<preset>/cluster.yaml`` <- ``values`` (typed, by dotted key) <- ``overrides`` (text)."""
+    return load_config(ClusterConfig, recipe_path(preset, "cluster"), list(overrides), values=values)
 
 
 def training_job_spec(cfg: ClusterConfig, stage: str, *, name: str, namespace: str,
@@ -121,4 +139,15 @@ def inference_spec(cfg: ClusterConfig, *, name: str, namespace: str, storage_uri
         service_account=s.service_account, gpus=s.gpus, cpu=s.cpu, memory=s.memory,
         node_selector=dict(s.node_selector), tolerations=[dict(x) for x in s.tolerations],
         min_replicas=s.min_replicas, max_replicas=s.max_replicas,
-        deployment_mode=s.deployment_mode, allow_local_uri=allow_local_uri).validate()
+        deployment_mode=s.deployment_mode, knative_features=list(s.knative_features),
+        progress_deadline_s=s.timeout_s, allow_local_uri=allow_local_uri).validate()
+
+
+def serving_runtime_spec(cfg: ClusterConfig, preset: str, *, namespace: str,
+                         image: str = "") -> ServingRuntimeSpec:
+    """The ServingRuntime of ``preset`` (its serve.yaml, the replica size and load budget of
+    ``cfg.serving``), for clusters installed without the chart."""
+    s = cfg.serving
+    return ServingRuntimeSpec(namespace=namespace, image=image or image_ref("serve"), name=s.runtime,
+                              preset=preset, cpu=s.cpu, memory=s.memory, gpus=s.gpus,
+                              startup_timeout_s=s.startup_timeout_s)

@@ -32,7 +32,6 @@ class PlannedTest:
     name: str
     step: int
     expected: Any = None       # only for call tests: compared here, never sent
-    is_call: bool = False
 
 
 @dataclass
@@ -142,8 +141,7 @@ def _from_cases(cases: list, entry_point: str | None) -> Plan:
         plan.steps.append(("call", entry_point, list(args), kwargs))
         shown = ", ".join([repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()])
         plan.tests.append(PlannedTest(name=case.name or short(f"{entry_point}({shown})"),
-                                      step=len(plan.steps) - 1, expected=case.expected,
-                                      is_call=True))
+                                      step=len(plan.steps) - 1, expected=case.expected))
     if not plan.tests:
         raise SandboxError("tests: the list of test cases is empty")
     return plan

@@ -14,11 +14,17 @@ Routes: ``POST /v1/models/<name>:predict``, ``POST /v2/models/<name>/infer``,
 ``POST /openai/v1/completions``, ``POST /openai/v1/chat/completions``, ``GET /openai/v1/models``,
 ``GET /v2/health/live``, ``GET /v2/health/ready``, ``GET /v1/models/<name>``, ``GET /metrics``.
 
+The port answers at once and the model loads in the background: ``/v2/health/live`` is 200
+throughout, ``/v2/health/ready`` and ``/v1/models/<name>`` are 503 until the model is loaded
+(KServe's readiness convention), and a failed load ends the process with exit code 1.
+``--model_name`` (KServe's runtimes pass ``--model_name={{.Name}}``) sets ``<name>``.
+
 Modules: ``config`` (ServeConfig), ``fields``/``requests`` (validation: a bad field is a
 4xx naming it), ``engine`` (model + tokenizer, one padded batch), ``batcher`` (dynamic
 batching, bounded queue, 429/503), ``model`` (the ``kserve.Model``), ``openai_routes``,
 ``http`` (body limit, error bodies), ``metrics`` (Prometheus), ``server`` (ModelServer,
-draining shutdown), ``source`` (model directory or artifact URI), ``cli``, ``smoke``.
+background load, draining shutdown), ``source`` (model directory or artifact URI),
+``memory`` (GPU memory estimate, ``diffucoder serve --estimate``), ``cli``, ``smoke``.
 kserve is imported lazily (``kserve_compat``): importing this package does not import it.
 """
 from diffucoder.serving.config import BatchingConfig, RequestDefaults, SamplerSettings, ServeConfig, ServeLimits

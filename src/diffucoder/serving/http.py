@@ -1,22 +1,22 @@
 """The HTTP edges shared by every route: body limit, error bodies, and KServe routes we narrow.
 
-    install_routes(app, model, draining=lambda: server.draining)   # before KServe adds its routes
-    install_handlers(app, body_limit=1 << 20)                      # after: KServe sets its own handlers
+    install_routes(app, model)                          # before KServe adds its routes
+    install_handlers(app, model, body_limit=1 << 20)    # after: KServe sets its own handlers
 
 - ``RequestGuardMiddleware``: a body over ``limits.body_bytes`` is a 413 before any route reads it;
   KServe's binary tensor extension (``inference-header-content-length``), whose parser fails
   with 5xx on malformed input, is refused with a 400 (prompts are text: send JSON).
 - Exception handlers: every error is ``{"error": {"message", "type", "param", "code"}}``;
   FastAPI's schema errors (KServe v2's request model) become 400s naming the field.
-- Routes registered ahead of KServe's: ``/v2/health/ready`` says 503 while draining;
+- Routes registered ahead of KServe's: ``/v2/health/ready`` says 503 (and why) while the
+  model loads and while draining (``/v2/health/live`` stays KServe's: 200 as long as the
+  process serves HTTP, so a liveness probe never kills a server that is still loading);
   repository load/unload (which would let any client unload the model) are 403;
   model versions and ``:explain`` (KServe answers them with 5xx) are 404.
 """
 from __future__ import annotations
 
 import logging
-from typing import Callable
-
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -85,14 +85,14 @@ def _param_of(loc) -> str:
     return path or "body"
 
 
-def install_handlers(app: FastAPI, body_limit: int) -> None:
+def install_handlers(app: FastAPI, model, body_limit: int) -> None:
     from diffucoder.serving.kserve_compat import import_kserve
     kserve_errors = import_kserve().errors
     app.add_middleware(RequestGuardMiddleware, limit=body_limit)
     app.add_middleware(MetricsMiddleware)  # outermost: sees the 413s too
 
     async def request_error(_request: Request, err: RequestError):
-        if err.status >= 500:
+        if err.status >= 500 and err.status != 503:  # 503s are states (loading, draining), not faults
             log.error("request failed: %s", err.message)
         return error_response(err)
 
@@ -109,6 +109,8 @@ def install_handlers(app: FastAPI, body_limit: int) -> None:
         if isinstance(err, kserve_errors.ModelNotFound):
             return error_response(RequestError(str(err), param="model", status=404, code="model_not_found"))
         if isinstance(err, kserve_errors.ModelNotReady):
+            if err.model_name == model.name:  # say why: loading, failed or draining
+                return error_response(model.unavailable())
             return error_response(RequestError(str(err), status=503, code="not_ready",
                                                type="service_unavailable", retry_after=1))
         return error_response(RequestError(str(err), param="body"))  # InvalidInput: a body KServe cannot decode
@@ -125,11 +127,10 @@ def install_handlers(app: FastAPI, body_limit: int) -> None:
     app.add_exception_handler(Exception, unexpected)
 
 
-def install_routes(app: FastAPI, model, draining: Callable[[], bool]) -> None:
+def install_routes(app: FastAPI, model) -> None:
     async def ready():
-        if draining() or not model.ready:
-            raise RequestError("draining before shutdown", status=503, code="shutting_down",
-                               type="service_unavailable", retry_after=1)
+        if model.draining or not model.ready:
+            raise model.unavailable()
         return {"ready": True}
 
     def refuse(status: int, message: str, param: str | None, code: str):

@@ -1,7 +1,8 @@
 """``DiffucoderModel``: the KServe model — loads a model directory and serves v1/v2 through the batcher.
 
     model = DiffucoderModel("diffucoder", "/mnt/models", cfg)    # or a file:// / s3:// artifact URI
-    model.load()                                                 # weights, tokenizer, batcher
+    model.load_weights()          # blocking (any thread): download if a URI, weights, tokenizer
+    await model.activate()        # in the server's loop: the batcher starts, then model.ready
     # KServe v1:  POST /v1/models/diffucoder:predict
     #   {"instances": ["def add(a, b):", {"messages": [{"role": "user", "content": "Write f."}]}],
     #    "parameters": {"max_tokens": 64, "steps": 32}}      ->  {"predictions": ["...", "..."]}
@@ -11,17 +12,22 @@
 
 The OpenAI-style routes (``openai_routes``) share the parser and the batcher, so every
 route's requests are batched together.
+
+Readiness is KServe's: ``model.ready`` turns true only when the weights, the tokenizer and the
+batcher are all in place, so a half-loaded model never serves. Until then (and while the
+server drains) every generation route answers 503 with ``model.unavailable()``'s reason.
 """
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from typing import Any
 
 from diffucoder.serving.batcher import Batcher
 from diffucoder.serving.config import ServeConfig
 from diffucoder.serving.engine import Engine
-from diffucoder.serving.errors import RequestError
+from diffucoder.serving.errors import RequestError, ShuttingDown
 from diffucoder.serving.fields import bad, parse_json_body
 from diffucoder.serving.kserve_compat import import_kserve
 from diffucoder.serving.requests import ParsedRequest, RequestParser
@@ -39,24 +45,57 @@ class DiffucoderModel(kserve.Model):
         self.decoder: Engine | None = None     # not `engine`: kserve's Model uses that name
         self.parser: RequestParser | None = None
         self.batcher: Batcher | None = None
+        self.draining = False                  # set by the server on SIGTERM
+        self.load_error = ""                   # why loading failed (the server then exits)
+        self.created = time.monotonic()
         self._cleanup = lambda: None
 
-    def load(self) -> bool:
+    def load_weights(self) -> None:
+        """Fetch (for a URI), then load the weights and the tokenizer. Blocking; any thread.
+        The model is not ready afterwards: ``activate`` (in the event loop) makes it so."""
         import torch
         model_dir, self._cleanup = resolve_model_dir(self.location, self.cfg.cache_dir)
         if self.cfg.torch_threads:
             torch.set_num_threads(self.cfg.torch_threads)
         self.decoder = Engine.load(model_dir, self.cfg)
         self.parser = RequestParser(self.cfg, self.decoder)
+        log.info("loaded %s from %s (%s, %s) in %.1f s", self.name, model_dir, self.cfg.device, self.cfg.dtype,
+                 time.monotonic() - self.created)
+
+    def load(self) -> bool:
+        """KServe's synchronous hook: loads the weights but, without the event loop, cannot start
+        the batcher, so the model is NOT ready after it (``activate`` finishes the job)."""
+        self.load_weights()
+        return self.ready
+
+    async def activate(self) -> None:
+        """Start the batcher in the running loop, then turn ready (nothing is served before)."""
+        if self.decoder is None or self.parser is None:
+            raise RuntimeError(f"model {self.name!r}: activate() before load_weights()")
         self.batcher = Batcher(self.decoder.generate, max_batch_size=self.cfg.max_batch_size,
                                max_wait_s=self.cfg.max_wait_s, queue_size=self.cfg.batching.queue_size,
                                retry_after_s=self.cfg.batching.retry_after_s)
+        await self.batcher.start()
         self.ready = True
-        log.info("loaded %s from %s (%s, %s)", self.name, model_dir, self.cfg.device, self.cfg.dtype)
-        return self.ready
+
+    def unavailable(self) -> RequestError:
+        """The 503 for a request that came while the model is not ready, saying why."""
+        retry = self.cfg.batching.retry_after_s
+        if self.draining:
+            return ShuttingDown(retry)
+        if self.load_error:
+            return RequestError(f"model {self.name!r} failed to load ({self.load_error}); the server is stopping",
+                                status=503, code="load_failed", type="service_unavailable", retry_after=retry)
+        return RequestError(f"model {self.name!r} is still loading ({time.monotonic() - self.created:.0f} s so "
+                            "far); retry when GET /v2/health/ready answers 200", status=503, code="model_loading",
+                            type="service_unavailable", retry_after=max(retry, 5))
+
+    def require_ready(self) -> None:
+        if not self.ready:
+            raise self.unavailable()
 
     def start(self) -> None:
-        """KServe calls this at registration; readiness stays what ``load`` made it."""
+        """KServe calls this at registration; readiness stays what ``activate`` made it."""
 
     def stop(self) -> None:
         self.ready = False
@@ -67,9 +106,11 @@ class DiffucoderModel(kserve.Model):
         return payload
 
     async def generate(self, parsed: ParsedRequest) -> list:
+        self.require_ready()
         return await self.batcher.submit(parsed.requests)
 
     async def predict(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
+        self.require_ready()  # KServe's routes check readiness first; this also covers direct calls
         if isinstance(payload, kserve.InferRequest):
             return await self._predict_v2(payload)
         if isinstance(payload, (bytes, bytearray)):  # KServe leaves a non-JSON Content-Type undecoded

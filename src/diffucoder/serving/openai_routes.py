@@ -29,7 +29,8 @@ from diffucoder.serving.requests import ParsedRequest
 
 
 def openai_router(model) -> APIRouter:
-    """Routes bound to a loaded ``DiffucoderModel``."""
+    """Routes bound to a ``DiffucoderModel`` (loaded or still loading: then they answer 503).
+    The ``model`` field of a request must be the served name (``--model_name``)."""
     router = APIRouter(prefix="/openai/v1", tags=["OpenAI"])
     created = int(time.time())
 
@@ -40,11 +41,13 @@ def openai_router(model) -> APIRouter:
 
     @router.post("/completions", response_model=None)
     async def completions(request: Request):
+        model.require_ready()  # 503 while loading or draining: the parser needs the tokenizer
         parsed = model.parser.completion(parse_json_body(await request.body()))
         return await _answer(model, parsed, "text_completion", "cmpl")
 
     @router.post("/chat/completions", response_model=None)
     async def chat_completions(request: Request):
+        model.require_ready()
         parsed = model.parser.chat(parse_json_body(await request.body()))
         return await _answer(model, parsed, "chat.completion", "chatcmpl")
 

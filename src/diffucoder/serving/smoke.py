@@ -6,7 +6,7 @@
     model_dir = random_model_dir("/tmp/tiny-random")   # random weights + a small BPE, for tests/benchmarks
 
 ``serve_and_ask`` binds 127.0.0.1 (``port=0``: the server picks a free port and prints
-it), waits for ``/v2/health/ready``, sends one OpenAI-style completion with the ``openai``
+it; it binds before the model loads), waits for ``/v2/health/ready``, sends one OpenAI-style completion with the ``openai``
 client, and stops the server with SIGTERM (its draining shutdown), waiting for it to exit.
 The server's output goes to a log file whose tail is in any error.
 """
@@ -52,8 +52,9 @@ class ServerProcess:
         except OSError:
             return ""
 
-    def start(self, timeout_s: float = 120.0) -> str:
-        """Spawn and wait until ``/v2/health/ready`` answers 200; the base URL."""
+    def start(self, timeout_s: float = 120.0, wait_ready: bool = True) -> str:
+        """Spawn and wait until ``/v2/health/ready`` answers 200 (``wait_ready=False``: until the
+        port is bound; the model may still be loading); the base URL."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT,
@@ -62,15 +63,16 @@ class ServerProcess:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise DiffucoderError(f"diffucoder serve exited with {self.process.returncode} before it was "
-                                      f"ready:\n{self.log_tail()}")
+                                      f"{'ready' if wait_ready else 'listening'}:\n{self.log_tail()}")
             if not self.url:
                 found = LISTENING.search(self.log_path.read_text(errors="replace"))
                 self.url = found.group(1) if found else ""
-            if self.url and _ready(self.url):
+            if self.url and (not wait_ready or _ready(self.url)):
                 return self.url
             time.sleep(0.1)
         self.stop(timeout_s=5.0)
-        raise DiffucoderError(f"diffucoder serve was not ready within {timeout_s:.0f} s:\n{self.log_tail()}")
+        raise DiffucoderError(f"diffucoder serve was not {'ready' if wait_ready else 'listening'} within "
+                              f"{timeout_s:.0f} s:\n{self.log_tail()}")
 
     def stop(self, timeout_s: float = 60.0) -> int:
         """SIGTERM, wait (SIGKILL after ``timeout_s``); the exit code."""

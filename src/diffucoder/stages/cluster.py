@@ -68,10 +68,12 @@ def job_command(stage: Stage, preset: str, values: dict[str, Any], overrides: li
 def render_stage_job(stage: Stage, preset: str, *, store_root: str, run_name: str, data_uri: str,
                      init_from: str = "", overrides: list[str] | tuple[str, ...] = (),
                      cluster: dict[str, Any] | list[str] | None = None, name: str = "",
-                     namespace: str = "", kubeconfig: str | None = None,
-                     context: str | None = None) -> tuple[dict[str, Any], list[str], ClusterConfig]:
-    """(the job, a size + per-GPU memory summary, the cluster config used)."""
-    cfg = load_cluster_config(preset, cluster_overrides(cluster))
+                     namespace: str = "", kubeconfig: str | None = None, context: str | None = None,
+                     cluster_values: dict[str, Any] | None = None
+                     ) -> tuple[dict[str, Any], list[str], ClusterConfig]:
+    """(the job, a size + per-GPU memory summary, the cluster config used). ``cluster_values``
+    (typed, by dotted key) and ``cluster`` (text overrides, last) adjust ``configs/<preset>/cluster.yaml``."""
+    cfg = load_cluster_config(preset, cluster_overrides(cluster), values=cluster_values)
     t = cfg.training
     values = wiring(stage, store_root=store_root, run_name=run_name, data_uri=data_uri, init_from=init_from,
                     checkpoint_dir=t.checkpoint_mount if t.checkpoint_pvc else "")
@@ -91,13 +93,14 @@ def launch_stage_job(stage: Stage, preset: str, *, store_root: str, run_name: st
                      cluster: dict[str, Any] | list[str] | None = None, name: str = "",
                      namespace: str = "", api_client=None, manifest_path: str = "",
                      kubeconfig: str | None = None, context: str | None = None,
+                     cluster_values: dict[str, Any] | None = None,
                      log: Callable[[str], None] | None = None) -> LaunchResult:
     """Render, record (``manifest_path``), launch and follow the stage's job until it succeeds."""
     log = log or (lambda line: print(line, flush=True))
     job, lines, cfg = render_stage_job(stage, preset, store_root=store_root, run_name=run_name,
                                        data_uri=data_uri, init_from=init_from, overrides=overrides,
                                        cluster=cluster, name=name, namespace=namespace,
-                                       kubeconfig=kubeconfig, context=context)
+                                       kubeconfig=kubeconfig, context=context, cluster_values=cluster_values)
     for line in lines:
         log(f"[launch] {line}")
     if manifest_path:
@@ -119,7 +122,7 @@ class ClusterLauncher:
             metric_keys: tuple[str, ...] = METRIC_KEYS) -> StageOutput:
         result = launch_stage_job(stage, preset, store_root=store_root, run_name=run_name, data_uri=data_uri,
                                   init_from=init_from, overrides=list(overrides or []),
-                                  cluster=[f"training.kind={self.kind}", *self.cluster],
+                                  cluster=self.cluster, cluster_values={"training.kind": self.kind},
                                   manifest_path=self.manifest_path, api_client=self.api_client)
         out = describe_model(stage_uri(store_root, run_name, stage.output), stage.name, metric_keys)
         out.metadata["job"] = {"kind": result.kind, "name": result.name, "namespace": result.namespace,

@@ -6,7 +6,7 @@
     diffucoder kube launch --preset tiny-cpu --stage pretrain --run-name r1 --store-root s3://diffucoder
     diffucoder kube render-isvc --preset 7b-gpu --model s3://diffucoder/runs/r1/sft --pin-version
     diffucoder kube deploy --preset 7b-gpu --model s3://diffucoder/runs/r1/sft --name diffucoder-r1
-    diffucoder kube render-runtime --namespace ml-team | kubectl apply -f -   # without the chart
+    diffucoder kube render-runtime --preset 7b-gpu --namespace ml-team | kubectl apply -f -   # without the chart
 
 ``render-job`` prints the job as YAML, headed by a per-GPU memory estimate (YAML comments).
 ``--set key=value`` overrides ``configs/<preset>/cluster.yaml``; trailing ``key=value``
@@ -21,10 +21,9 @@ import sys
 
 from diffucoder.errors import DiffucoderError
 from diffucoder.kube.client import api_client, current_namespace
-from diffucoder.kube.config import image_ref, inference_spec, load_cluster_config
+from diffucoder.kube.config import inference_spec, load_cluster_config, serving_runtime_spec
 from diffucoder.kube.deploy import deploy
-from diffucoder.kube.inference import (ServingRuntimeSpec, model_storage_uri, render_inference_service,
-                                       render_serving_runtime)
+from diffucoder.kube.inference import model_storage_uri, render_inference_service, render_serving_runtime
 from diffucoder.kube.launcher import launch
 from diffucoder.kube.objects import to_yaml, write_manifest
 from diffucoder.stages.cluster import render_stage_job
@@ -83,9 +82,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _cluster_arguments(deploy)
     runtime = sub.add_parser("render-runtime",
                              help="print the ServingRuntime the chart installs (for chart-less clusters)")
+    runtime.add_argument("--preset", default="tiny-cpu",
+                         help="serve preset: configs/<preset>/serve.yaml and cluster.yaml's serving section")
     runtime.add_argument("--namespace", required=True, help="namespace of the runtime")
     runtime.add_argument("--image", help="serve image (default: diffucoder-serve:<version>)")
-    runtime.add_argument("--gpus", type=int, default=0, help="GPUs of the runtime's default resources")
+    runtime.add_argument("--gpus", type=int, help="GPUs of the runtime's default resources (serving.gpus)")
+    runtime.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="cluster_set",
+                         help="override configs/<preset>/cluster.yaml (repeatable)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -93,15 +96,11 @@ def main(args: argparse.Namespace) -> int:
             "deploy": _deploy, "render-runtime": _render_runtime}[args.action](args)
 
 
-def _cluster_sets(args: argparse.Namespace, stage: str = "") -> list[str]:
-    """``--set`` plus the shorthand flags, as cluster.yaml overrides."""
-    sets = list(args.cluster_set)
-    for flag, key in (("kind", "training.kind"), ("nodes", f"training.stages.{stage}.nodes"),
-                      ("gpus_per_node", f"training.stages.{stage}.gpus_per_node"),
-                      ("image", "training.image")):
-        if getattr(args, flag, None) is not None:
-            sets.append(f"{key}={getattr(args, flag)}")
-    return sets
+def _flag_values(args: argparse.Namespace, stage: str = "") -> dict[str, object]:
+    """The shorthand flags as cluster.yaml values (``--set`` overrides come on top of them)."""
+    keys = {"kind": "training.kind", "nodes": f"training.stages.{stage}.nodes",
+            "gpus_per_node": f"training.stages.{stage}.gpus_per_node", "image": "training.image"}
+    return {key: getattr(args, flag) for flag, key in keys.items() if getattr(args, flag, None) is not None}
 
 
 def _namespace(args: argparse.Namespace, configured: str) -> str:
@@ -119,7 +118,8 @@ def build_job(args: argparse.Namespace):
         raise DiffucoderError(f"--data: no default input for stage {chosen.name!r}; give one")
     return render_stage_job(chosen, args.preset, store_root=args.store_root, run_name=args.run_name,
                             data_uri=data, init_from=init, overrides=args.overrides,
-                            cluster=_cluster_sets(args, chosen.name), name=args.name or "",
+                            cluster=args.cluster_set, cluster_values=_flag_values(args, chosen.name),
+                            name=args.name or "",
                             namespace=args.namespace or "", kubeconfig=getattr(args, "kubeconfig", None),
                             context=getattr(args, "context", None))
 
@@ -146,7 +146,7 @@ def _launch(args: argparse.Namespace) -> int:
 
 
 def build_isvc(args: argparse.Namespace, resolve_version: bool):
-    cfg = load_cluster_config(args.preset, _cluster_sets(args))
+    cfg = load_cluster_config(args.preset, args.cluster_set, values=_flag_values(args))
     uri = model_storage_uri(args.model) if resolve_version else args.model
     spec = inference_spec(cfg, name=args.name, namespace=_namespace(args, cfg.serving.namespace),
                           storage_uri=uri)
@@ -170,7 +170,8 @@ def _deploy(args: argparse.Namespace) -> int:
 
 
 def _render_runtime(args: argparse.Namespace) -> int:
-    spec = ServingRuntimeSpec(namespace=args.namespace, image=args.image or image_ref("serve"),
-                              gpus=args.gpus)
+    gpus = {"serving.gpus": args.gpus} if args.gpus is not None else {}
+    cfg = load_cluster_config(args.preset, args.cluster_set, values=gpus)
+    spec = serving_runtime_spec(cfg, args.preset, namespace=args.namespace, image=args.image or "")
     sys.stdout.write(to_yaml([render_serving_runtime(spec)]))
     return 0
