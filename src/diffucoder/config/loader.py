@@ -172,26 +172,17 @@ def quote_value(text: str) -> str:
 
 def parse_overrides(overrides: typing.Iterable[str]) -> dict:
     """``["a.b=3", "c=[1, 2]"]`` -> nested dict; values parsed as YAML scalars."""
-    tree: dict = {}
+    pairs = []
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"command line: '{item}': overrides look like key.sub=value")
         key, raw = item.split("=", 1)
         key = key.strip()
-        if not key or any(not part for part in key.split(".")):
-            raise ConfigError(f"command line: '{item}': empty key")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            pairs.append((key, yaml.safe_load(raw) if raw.strip() else ""))
         except yaml.YAMLError as err:
             raise ConfigError(f"command line: '{key}': cannot parse value {raw!r}: {err}") from None
-        node = tree
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"command line: '{key}': conflicts with another override")
-        node[leaf] = value
-    return tree
+    return _nest(pairs, "command line", "override")
 
 
 def read_yaml(path: str | Path) -> dict:
@@ -211,16 +202,20 @@ def read_yaml(path: str | Path) -> dict:
 
 def nest(values: typing.Mapping[str, Any], source: str = "values") -> dict:
     """``{"data.uri": "x", "train.steps": 3}`` -> ``{"data": {"uri": "x"}, "train": {"steps": 3}}``."""
+    return _nest(values.items(), source, "key")
+
+
+def _nest(pairs: typing.Iterable[tuple[str, Any]], source: str, what: str) -> dict:
     tree: dict = {}
-    for key, value in values.items():
+    for key, value in pairs:
         if not key or any(not part for part in key.split(".")):
-            raise ConfigError(f"{source}: {key!r}: empty key")
+            raise ConfigError(f"{source}: '{key}': empty key")
         node = tree
         *parents, leaf = key.split(".")
         for part in parents:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"{source}: '{key}': conflicts with another key")
+                raise ConfigError(f"{source}: '{key}': conflicts with another {what}")
         node[leaf] = value
     return tree
 

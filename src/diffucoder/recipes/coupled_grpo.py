@@ -62,7 +62,7 @@ from diffucoder.sandbox import Sandbox
 from diffucoder.tasks import write_jsonl
 from diffucoder.training.checkpoint import Checkpoints, rng_state, set_rng_state
 from diffucoder.training.config import (CheckpointSection, DistributedSection, ModelSection, OptimSection,
-                                        OutputSection, TrainSection, shorthand_values)
+                                        OutputSection, TrainSection, check_warmup, shorthand_values)
 from diffucoder.training.data_loader import RowLoader
 from diffucoder.training.distributed import DistEnv, init_distributed, shutdown
 from diffucoder.training.engines import BatchLayout, build_engine, check_replicas_agree, deepspeed_config
@@ -144,9 +144,7 @@ class RLConfig:
     output: OutputSection = field(default_factory=OutputSection)
 
     def validate(self) -> None:
-        if self.optim.warmup_steps > self.train.steps:
-            raise ConfigError(f"'optim.warmup_steps': {self.optim.warmup_steps} is more than "
-                              f"train.steps={self.train.steps}")
+        check_warmup(self.optim, self.train)
         if self.distributed.backend == "fsdp2":
             raise ConfigError("'distributed.backend': fsdp2 shards the weights, but every rank decodes its "
                               "rollouts with the whole model; use ddp or deepspeed (ZeRO-2)")

@@ -49,7 +49,7 @@ from diffucoder.model.io import read_checkpoint_config
 from diffucoder.tasks.config import TaskSuiteConfig
 from diffucoder.training.checkpoint import Checkpoints, rng_state, set_rng_state
 from diffucoder.training.config import (CheckpointSection, DistributedSection, ModelSection, OptimSection,
-                                        OutputSection, TrainSection, shorthand_values)
+                                        OutputSection, TrainSection, check_warmup, shorthand_values)
 from diffucoder.training.data_loader import ChatRows, RowLoader, ShardRows
 from diffucoder.training.distributed import DistEnv, init_distributed, shutdown
 from diffucoder.training.engines import BatchLayout, build_engine, check_replicas_agree, deepspeed_config
@@ -102,9 +102,7 @@ class TrainConfig:
     output: OutputSection = field(default_factory=OutputSection)
 
     def validate(self) -> None:
-        if self.optim.warmup_steps > self.train.steps:
-            raise ConfigError(f"'optim.warmup_steps': {self.optim.warmup_steps} is more than "
-                              f"train.steps={self.train.steps}")
+        check_warmup(self.optim, self.train)
         if self.data.kind == "chat_jsonl" and not self.data.seq_len:
             raise ConfigError("'data.seq_len': chat_jsonl rows need a fixed length (e.g. 256)")
         if self.data.kind == "chat_jsonl" and self.diffusion.anneal_steps:

@@ -117,3 +117,9 @@ class OutputSection:
     uri: str = setting("", help="store URI of the final model artifact ('' = keep it local only)")
     workdir: str = setting("", help="local dir for the model, metrics, plot and report "
                                     "('' = a fresh temporary dir)")
+
+
+def check_warmup(optim: OptimSection, train: TrainSection) -> None:
+    """A recipe's warm-up fits in its run (both counted in the recipe's steps)."""
+    if optim.warmup_steps > train.steps:
+        raise ConfigError(f"'optim.warmup_steps': {optim.warmup_steps} is more than train.steps={train.steps}")
