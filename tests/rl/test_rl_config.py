@@ -35,6 +35,26 @@ def test_7b_recipe_matches_method_md():
     assert cfg.data.kind == "acecode_jsonl"
 
 
+def test_7b_recipe_does_what_the_released_trainer_does_where_it_differs_from_the_paper():
+    """Values read off apple/ml-diffucoder (config_coupled_code.yaml, coupled_grpo.py, rewards.py,
+    grpo.py, process_data.py, and TRL's SyncRefModelCallback)."""
+    released = load_config(RLConfig, recipe_path("7b-gpu", "rl"))
+    d, r, o, h = released.data, released.reward, released.objective, released.hard_filter
+    assert (d.max_prompt_tokens, d.long_prompts, d.prompt_style) == (200, "truncate_left", "released")
+    assert (r.format_rule, r.test_runs, r.test_timeout_s) == ("official", "each", 5.0)
+    assert (o.loss_norm, o.mask_span, o.mask_seeds, o.estimator.ratio) == ("token", "completion", "shared", "per_batch")
+    assert (o.ref_sync_every, o.ref_sync_unit, o.ref_sync_alpha) == (64, "optimizer_steps", 0.6)
+    assert (h.thresholds, h.mean_percentile, h.std_percentile) == ("percentile", 20.0, 40.0)
+    assert (h.models, h.duplicate_stubs) == (["qwen_coder_2.5", "llama3_instruct"], True)
+    assert released.advantage.baseline == "leave_one_out"
+    # the project's (and the paper's) choices stay the defaults the CPU preset runs on
+    tiny = load_config(RLConfig, recipe_path("tiny-cpu", "rl"))
+    assert (tiny.objective.loss_norm, tiny.objective.mask_span, tiny.objective.mask_seeds) == \
+        ("sequence", "answer", "fresh")
+    assert (tiny.reward.format_rule, tiny.reward.test_runs, tiny.data.prompt_style) == ("lenient", "together", "project")
+    assert (tiny.objective.ref_sync_alpha, tiny.objective.ref_sync_unit) == (1.0, "rl_steps")
+
+
 def test_7b_deepspeed_view_fills_the_batch_layout():
     from diffucoder.training.engines import deepspeed_config
     cfg = load_config(RLConfig, recipe_path("7b-gpu", "rl"))

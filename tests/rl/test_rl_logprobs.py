@@ -121,6 +121,39 @@ def test_coupled_estimate_matches_method_md_by_hand(model, inputs):
     assert float((expected - torch.where(mask, logp_full, 0)).abs().max()) > 1e-2
 
 
+def test_one_ratio_per_batch_as_the_released_code_draws_it():
+    mask = torch.ones(6, 50, dtype=torch.bool)
+    shared = estimator_passes(mask, EstimatorConfig(ratio="per_batch"), torch.Generator().manual_seed(3))
+    own = estimator_passes(mask, EstimatorConfig(ratio="per_row"), torch.Generator().manual_seed(3))
+    assert len(set(shared[1].weight.tolist())) == 1 and len(set(own[1].weight.tolist())) == 6
+    r = 1.0 / float(shared[1].weight[0])
+    assert 0.2 <= r <= 0.8
+    torch.testing.assert_close(shared[2].weight, torch.full((6,), 1.0 / (1.0 - r)))
+
+
+@torch.no_grad()
+def test_masking_the_whole_canvas_scores_only_the_answer(model, inputs):
+    """The released code masks every completion position (the tail after the end token too) and
+    scores the tokens up to the end; the estimate is still the weighted sum at the scored tokens."""
+    prompt_ids, attention, completion, mask = inputs
+    canvas = torch.ones_like(mask)
+    cfg = EstimatorConfig(method="coupled", pairs=1)
+    full, first, second = estimator_passes(canvas, cfg, torch.Generator().manual_seed(4))
+    assert torch.equal(full.masked, canvas) and torch.equal(first.masked | second.masked, canvas)
+    got = token_logprobs(model, prompt_ids, attention, completion, mask, cfg, torch.Generator(), MASK_ID,
+                         passes=[full, first, second])
+    logp_full, logp_first, logp_second = (_by_hand(model, prompt_ids, attention, completion, p)
+                                          for p in (full, first, second))
+    pair = torch.where(first.masked, first.weight[:, None].double() * logp_first,
+                       second.weight[:, None].double() * logp_second)
+    expected = torch.where(mask, (logp_full + pair) / 2, torch.zeros_like(logp_full))
+    torch.testing.assert_close(got.double(), expected, atol=1e-5, rtol=1e-5)
+    answer_only = token_logprobs(model, prompt_ids, attention, completion, mask, cfg,
+                                 torch.Generator().manual_seed(4), MASK_ID)
+    # hiding the tail (and so the answer's length) changes what the model predicts
+    assert float((answer_only - got).abs().max()) > 1e-3
+
+
 @torch.no_grad()
 @pytest.mark.parametrize("method", ["coupled", "decoupled", "full_mask"])
 def test_every_method_is_the_weighted_sum_over_passes(model, inputs, method):
@@ -179,9 +212,9 @@ def test_bad_inputs_are_named(model, inputs):
     with pytest.raises(DiffucoderError, match="3 passes"):
         token_logprobs(model, prompt_ids, attention, completion, mask, EstimatorConfig(pairs=2), gen, MASK_ID,
                        passes=passes)
-    outside = [MaskPass(torch.ones_like(mask), p.weight) for p in passes]
-    with pytest.raises(DiffucoderError, match="outside the completion mask"):
-        token_logprobs(model, prompt_ids, attention, completion, mask, cfg, gen, MASK_ID, passes=outside)
+    uncovered = [MaskPass(torch.zeros_like(mask), passes[0].weight), *passes[1:]]
+    with pytest.raises(DiffucoderError, match="first pass must mask every scored token"):
+        token_logprobs(model, prompt_ids, attention, completion, mask, cfg, gen, MASK_ID, passes=uncovered)
     with pytest.raises(ConfigError, match="r_min"):
         estimator_passes(mask, EstimatorConfig(r_min=0.9, r_max=0.8), gen)
     with pytest.raises(ConfigError, match="method"):

@@ -38,6 +38,20 @@ def by_hand(eps: float, beta: float, use_ref: bool = True) -> dict:
             "ratio_mean": mean(row_ratios)}
 
 
+def by_hand_per_token(eps: float, beta: float) -> dict:
+    """The released trainer's averaging: every scored token of the batch counts once."""
+    terms, kls = [], []
+    for logp, old, ref, adv, mask in zip(LOGP, OLD, REF, ADV, MASK):
+        for lp, lo, lr, m in zip(logp, old, ref, mask):
+            if m:
+                rho = math.exp(lp - lo)
+                clipped = min(max(rho, 1 - eps), 1 + eps)
+                kl = math.exp(lr - lp) - (lr - lp) - 1
+                terms.append(-min(rho * adv, clipped * adv) + beta * kl)
+                kls.append(kl)
+    return {"loss": sum(terms) / len(terms), "kl": sum(kls) / len(kls)}
+
+
 def tensors(requires_grad: bool = False):
     logp = torch.tensor(LOGP, requires_grad=requires_grad)
     return logp, torch.tensor(OLD), torch.tensor(REF), torch.tensor(ADV), torch.tensor(MASK)
@@ -53,6 +67,19 @@ def test_loss_and_stats_match_a_direct_recomputation(eps, beta):
     assert out.stats["clip_fraction"] == pytest.approx(expected["clip_fraction"], abs=1e-6)
     assert out.stats["ratio_mean"] == pytest.approx(expected["ratio_mean"], rel=1e-5)
     assert out.stats["sequences"] == 3 and out.stats["tokens"] == 9
+
+
+@pytest.mark.parametrize("eps,beta", [(0.5, 0.01), (0.2, 0.1)])
+def test_token_level_normalisation_matches_the_released_averaging(eps, beta):
+    logp, old, ref, adv, mask = tensors()
+    out = grpo_loss(logp, old, ref, adv, mask, eps=eps, beta=beta, normalise="token")
+    expected = by_hand_per_token(eps, beta)
+    assert float(out.loss) == pytest.approx(expected["loss"], rel=1e-5, abs=1e-6)
+    assert out.stats["kl"] == pytest.approx(expected["kl"], rel=1e-5, abs=1e-7)
+    per_sequence = grpo_loss(logp, old, ref, adv, mask, eps=eps, beta=beta, normalise="sequence")
+    assert abs(float(per_sequence.loss) - float(out.loss)) > 1e-3   # rows of 3, 4 and 2 tokens weigh differently
+    with pytest.raises(DiffucoderError, match="normalise"):
+        grpo_loss(logp, old, ref, adv, mask, normalise="batch")
 
 
 def test_fixed_numbers_actually_clip():

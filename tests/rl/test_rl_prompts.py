@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from diffucoder.errors import DiffucoderError
-from diffucoder.rl.prompts import (PromptSet, acecode_instruction, hard_subset, is_hard, limit_prompts,
+from diffucoder.rl.prompts import (PromptSet, RLPrompt, acecode_instruction, hard_subset, is_hard, limit_prompts,
                                    read_pass_rates, read_prompts, record_pass_rates, write_pass_rates)
 from diffucoder.tasks import read_tasks
 from diffucoder.training.chat import split_chat
@@ -117,3 +117,69 @@ def test_prompt_set_serves_the_row_loader(tmp_path):
     first = [loader.next_batch() for loader in ranks]
     assert all(len(batch) == 2 for batch in first)
     assert not {p.prompt_id for p in first[0]} & {p.prompt_id for p in first[1]}   # disjoint slices
+
+
+def test_released_prompt_style_has_a_system_turn_and_appends_the_first_case_to_plain_questions(tmp_path):
+    from diffucoder.rl.prompts import acecode_prompt
+    plain = {"id": "p", "question": "Write add(a, b).", "test_cases": ["assert add(1, 2) == 3", "assert add(0, 0) == 0"]}
+    coded = {"id": "c", "question": "Complete this:\n```\ndef add(a, b):\n```\n", "test_cases": ["assert add(1, 2) == 3"]}
+    system = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+    assert acecode_prompt(plain, "x", "released").text == (
+        system + "<|im_start|>user\nWrite add(a, b).\nTest cases: assert add(1, 2) == 3<|im_end|>\n"
+        "<|im_start|>assistant\n")
+    assert acecode_prompt(coded, "x", "released").text == (      # the question holds a fenced block: no case
+        system + "<|im_start|>user\nComplete this:\n```\ndef add(a, b):\n```\n<|im_end|>\n<|im_start|>assistant\n")
+    assert acecode_prompt(plain, "x", "project").text == (
+        "<|im_start|>user\nWrite add(a, b).\n\nYour code should pass this test:\nassert add(1, 2) == 3<|im_end|>\n"
+        "<|im_start|>assistant\n")
+    with pytest.raises(DiffucoderError, match="prompt_style"):
+        acecode_prompt(plain, "x", "chatty")
+
+
+def test_percentile_thresholds_over_every_prompt_as_the_released_script():
+    # five prompts; means 0, .25, .5, .5, 1 and population stds 0, .25, .5, 0, 0
+    rates = {"a": [0.0, 0.0], "b": [0.0, 0.5], "c": [0.0, 1.0], "d": [0.5, 0.5], "e": [1.0, 1.0]}
+    prompts = [RLPrompt(i, i, "assert True\n", None) for i in rates]
+    # 20th percentile of the sorted means [0, .25, .5, .5, 1]: rank 0.2 * 4 = 0.8 -> 0 + 0.8 * (.25 - 0) = 0.2
+    # 40th percentile of the sorted stds [0, 0, 0, .25, .5]: rank 1.6 -> 0 + 0.6 * (0 - 0) = 0
+    kept, table = hard_subset(prompts, rates, 0.0, 0.0, thresholds="percentile", mean_percentile=20,
+                              std_percentile=40)
+    assert [p.prompt_id for p in kept] == ["a"]          # mean 0 <= 0.2 and std 0 >= 0
+    # 60th percentile of the means: rank 2.4 -> .5; 60th of the stds: rank 2.4 -> 0 + 0.4 * .25 = 0.1
+    kept, _ = hard_subset(prompts, rates, 0.0, 0.0, thresholds="percentile", mean_percentile=60,
+                          std_percentile=60)
+    assert [p.prompt_id for p in kept] == ["b", "c"]     # means .25/.5 <= .5 and stds .25/.5 >= .1
+    assert [row["std"] for row in table] == [0.0, 0.25, 0.5, 0.0, 0.0]
+
+
+def test_record_pass_rates_of_the_named_reference_models_only():
+    from diffucoder.rl.prompts import acecode_prompt
+    prompts = [acecode_prompt(r, r["id"]) for r in ACECODE if r["id"] != "ace-broken"]
+    assert record_pass_rates(prompts, ["m1", "m3"]) == {"ace-add": [1.0], "ace-rev": [0.0], "ace-hard": [0.0, 0.0]}
+    with pytest.raises(DiffucoderError, match="of m9"):
+        record_pass_rates(prompts, ["m9"])
+
+
+def test_stub_form_of_questions_without_you():
+    from diffucoder.rl.prompts import acecode_prompt, stub_prompt
+    record = {"id": "sq", "question": "Return x squared.", "test_cases": ["assert sq(2) == 4"],
+              "inferences": [{"pass_rate": 0.2, "completion": "def bad(x):\n    return x"},
+                             {"pass_rate": 1.0, "completion": "def sq(x: int) -> int:\n    return x * x\n"}]}
+    stub = stub_prompt(acecode_prompt(record, "sq", "released"), "released")
+    assert stub.prompt_id == "sq-stub" and stub.tests == "assert sq(2) == 4\n"
+    assert stub.record["question"] == ('Please complete the following problem:\n```\ndef sq(x: int) -> int:\n'
+                                       '    """\n    Return x squared.\n    """\n```\n')
+    assert "Test cases:" not in stub.text                  # the stub holds a fenced block
+    asked = {**record, "question": "Can you return x squared?"}
+    assert stub_prompt(acecode_prompt(asked, "sq", "released"), "released") is None
+
+
+def test_long_prompts_keep_their_last_tokens_when_asked(tmp_path):
+    from diffucoder.rl.prompts import limit_prompts
+    from tests.rl.rl_trainer_helpers import make_model_dir
+    from diffucoder.sampling import load_tokenizer
+    tokenizer = load_tokenizer(make_model_dir(tmp_path / "m"))
+    prompts, _ = read_prompts(write_acecode(tmp_path / "a.jsonl"), "acecode_jsonl")
+    dropped, too_long = limit_prompts(prompts, tokenizer, 8, 0, 0)
+    kept, none_dropped = limit_prompts(prompts, tokenizer, 8, 0, 0, keep_long=True)
+    assert too_long == len(prompts) and dropped == [] and none_dropped == 0 and kept == prompts

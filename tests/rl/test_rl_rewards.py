@@ -115,3 +115,63 @@ def test_code_reward_is_the_fraction_of_the_tasks_tests_passed(sandbox):
     # check(): the run stops at the first failing assert; the asserts it never reached still count
     assert rewards[2].verdict == "fail"
     assert [r.total for r in rewards] == pytest.approx([1 + 2.0, 1 + 1.0, 1 + 1.0, 1 + 2.0])
+
+
+def released(code: str, before: str = "Here is the function:\n", after: str = "\n") -> str:
+    """A completion as the released trainer decodes it (special tokens skipped): no <|im_end|>."""
+    return f"{before}```python\n{code}```{after}"
+
+
+@pytest.mark.parametrize("text,expected", [
+    (released(ADD), 1.0),
+    (released(ADD, before=""), 1.0),                                   # no text before the block
+    (released("def add(a, b)\n    return a + b\n"), 0.5),              # does not parse
+    (released(""), 1.0),                                               # an empty block parses
+    (released("   \n"), 1.0),                                          # the stripped code is empty: parses
+    (released(ADD, after=""), 0.0),                                    # no newline after the closing fence
+    (released(ADD, after="\n\n"), 0.0),                                # a second newline
+    (released(ADD, after="\nIt adds.\n"), 0.0),                        # text after the block
+    (released(ADD).replace("```python", "```py"), 0.0),                # the tag is exactly python
+    (released(ADD).replace("```python", "```"), 0.0),                  # an untagged fence
+    (released(ADD).replace("```python\n", "```python "), 0.0),         # the tag ends its line
+    (f"```python\n{ADD}```\n```python\nadd(1, 2)\n```\n", 0.0),        # a second block: ``` inside the code
+    (released(ADD) + "<|im_end|>", 0.0),                               # the end marker left in as text
+])
+def test_official_format_reward(text, expected):
+    assert format_reward(text, rule="official") == expected
+
+
+def test_the_two_rules_disagree_where_the_release_is_strict():
+    answer = fenced(ADD)                                               # text after the block, then <|im_end|>
+    assert (format_reward(answer, "lenient"), format_reward(answer, "official")) == (1.0, 0.0)
+    empty = released("")
+    assert (format_reward(empty, "lenient"), format_reward(empty, "official")) == (0.5, 1.0)
+    with pytest.raises(DiffucoderError, match="format rule"):
+        format_reward(answer, rule="strict")
+
+
+SLOW_ON_TEN = "import time\ndef add(a, b):\n    if a == 10:\n        time.sleep(30)\n    return a + b\n"
+
+
+@pytest.mark.integration
+def test_each_test_runs_alone_and_a_timeout_fails_the_completion(sandbox):
+    each = RewardConfig(test_runs="each", test_timeout_s=1.0)
+    wrong_on_last = "def add(a, b):\n    return a + b if a != 10 else 0\n"
+    texts = [fenced(ADD), fenced(wrong_on_last), fenced(SLOW_ON_TEN), fenced(HACKS["os._exit in the function"])]
+    lines = [line for line in ASSERTS.splitlines()]
+    rewards = score_completions(sandbox, texts, [lines] * 4, [None] * 4, each)
+    assert [(r.tests_passed, r.tests_total) for r in rewards[:2]] == [(3, 3), (2, 3)]
+    assert rewards[1].verdict == "fail"
+    # two of its tests pass, but one ran past its own limit: the released semantics give it 0
+    assert (rewards[2].code, rewards[2].tests_passed, rewards[2].verdict) == (0.0, 0, "timeout")
+    assert (rewards[3].code, rewards[3].verdict != "pass") == (0.0, True)   # exit code 0 is no pass
+    together = score_completions(sandbox, texts[:2], [ASSERTS] * 2, [None] * 2, RewardConfig())
+    assert [r.code for r in together] == [r.code for r in rewards[:2]]
+
+
+def test_split_tests_keeps_setup_lines_in_every_test():
+    from diffucoder.rl.rewards import split_tests
+    source = "import math\nassert add(1, 2) == 3\nX = 4\nassert add(X, 1) == 5\n"
+    assert split_tests(source) == ["import math\nX = 4\nassert add(1, 2) == 3\n",
+                                   "import math\nX = 4\nassert add(X, 1) == 5\n"]
+    assert split_tests(CHECK) == [CHECK] and split_tests(CASES) == [[case] for case in CASES]

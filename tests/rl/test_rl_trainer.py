@@ -8,12 +8,11 @@ from safetensors.torch import load_file
 from diffucoder.config import ConfigError
 from diffucoder.errors import DiffucoderError
 from diffucoder.model import load_model
-from diffucoder.rl.report import METRIC_KEYS
-from diffucoder.rl.report import KFP_METRIC_KEYS, PLOT
 from diffucoder.recipes.coupled_grpo import train_rl
+from diffucoder.rl.report import KFP_METRIC_KEYS, METRIC_KEYS, PLOT
 from diffucoder.sampling import load_tokenizer
 from diffucoder.store import open_store, resolve
-from tests.rl.rl_trainer_helpers import make_model_dir, make_suite, micro_rl_config, write_acecode
+from tests.rl.rl_trainer_helpers import ACECODE, make_model_dir, make_suite, micro_rl_config, write_acecode
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +86,39 @@ def test_acecode_data_with_hard_filter_from_records(assets, tmp_path):
     result = train_rl(cfg)
     assert result.summary["hard_filter"]["kept"] == 2 and result.summary["prompts"] == 2
     assert result.summary["data"]["unusable_tests"] == 1
+
+
+RELEASED = ["data.prompt_style=released", "data.long_prompts=truncate_left", "data.max_prompt_tokens=40",
+            "reward.format_rule=official", "reward.test_runs=each", "reward.test_timeout_s=5",
+            "objective.loss_norm=token", "objective.mask_span=completion", "objective.mask_seeds=shared",
+            "objective.estimator.ratio=per_batch", "objective.beta=0.01", "objective.ref_sync_every=2",
+            "objective.ref_sync_unit=optimizer_steps", "objective.ref_sync_alpha=0.6"]
+
+
+@pytest.mark.integration
+def test_the_released_trainers_choices_run_end_to_end_and_resume(assets, tmp_path):
+    """Every released-trainer option at once, on AceCode records filtered as the released data
+    script does (percentiles over two named reference models, stub duplicates)."""
+    model_dir, _suite = assets
+    records = [{**r, "inferences": [{**i, "completion": f"def {r['id'].split('-')[1]}(x):\n    return x"}
+                                    for i in r["inferences"]]} for r in ACECODE]
+    data = write_acecode(tmp_path / "ace.jsonl", records)
+    filtering = ["data.kind=acecode_jsonl", "hard_filter.enabled=true", "hard_filter.source=records",
+                 "hard_filter.thresholds=percentile", "hard_filter.mean_percentile=70",
+                 "hard_filter.std_percentile=30", "hard_filter.models=[m1, m2]", "hard_filter.duplicate_stubs=true"]
+    ckpt = [f"checkpoint.uri={(tmp_path / 'ckpt').as_uri()}", "checkpoint.every_steps=1"]
+    cfg = micro_rl_config(model_dir, data, tmp_path / "w", steps=2, extra=[*RELEASED, *filtering, *ckpt])
+    result = train_rl(cfg)
+    info = result.summary["hard_filter"]
+    # m1/m2 means: add 1.0, rev 0.5, sq 0.25 (70th percentile 0.7); stds: 0, 0.5, 0.25 (30th: 0.15):
+    # rev and sq are hard; neither question says "you", so both come back as stubs too
+    assert (info["hard"], info["kept"], result.summary["prompts"]) == (2, 4, 4)
+    rows = _rows(tmp_path / "w")
+    assert [r["step"] for r in rows] == [1, 2] and all(r["kl"] >= 0 for r in rows)
+    # resuming after the last checkpoint keeps the stub prompts the checkpoint names
+    again = train_rl(micro_rl_config(model_dir, data, tmp_path / "w2", steps=2,
+                                     extra=[*RELEASED, *filtering, *ckpt]))
+    assert again.summary["resumed_from_step"] == 2 and again.summary["prompts"] == 4
 
 
 def test_hard_filter_by_sampling_and_one_that_keeps_nothing(assets, tmp_path):

@@ -1,5 +1,6 @@
 """The GRPO update on real rollouts of a micro model: direction, inner iterations, zero advantage."""
 import copy
+from pathlib import Path
 
 import pytest
 import torch
@@ -102,3 +103,95 @@ def test_estimator_variance_is_across_draws():
     # row sums (2, 4) and (2, 4): variance 2 and 2; the empty third row is left out
     assert estimator_variance(draws, mask) == pytest.approx(2.0)
     assert estimator_variance(draws[:1], mask) != estimator_variance(draws[:1], mask)   # NaN with one draw
+
+
+def _recorded_passes(monkeypatch) -> list:
+    """Record the masks every gradient-carrying estimate of grpo_update used, in call order."""
+    import diffucoder.recipes.coupled_grpo as recipe
+    seen, real = [], recipe.token_logprobs
+
+    def spy(model, *args, passes=None, **kwargs):
+        if torch.is_grad_enabled():
+            seen.append([p.masked.clone() for p in passes])
+        return real(model, *args, passes=passes, **kwargs)
+    monkeypatch.setattr(recipe, "token_logprobs", spy)
+    return seen
+
+
+@pytest.mark.parametrize("mode", ["fresh", "shared"])
+def test_mask_seeds_fresh_per_iteration_or_shared(assets, monkeypatch, mode):
+    cfg, engine, batch = _setup(assets, ["objective.beta=0", "objective.mu=2", f"objective.mask_seeds={mode}"])
+    seen = _recorded_passes(monkeypatch)
+    from diffucoder.recipes.coupled_grpo import MASK_STREAM, seed_of
+    seeds = [seed_of(0, MASK_STREAM, 0, 0, 0 if mode == "shared" else i) for i in range(2)]
+    assert (seeds[0] == seeds[1]) is (mode == "shared")
+    grpo_update(engine, None, batch, torch.tensor([1.0, -1.0, -1.0, 1.0]), cfg.objective,
+                engine.module.config.mask_token_id, seeds, micro=4)
+    first, second = seen                      # one micro-batch per iteration
+    same = all(torch.equal(a, b) for a, b in zip(first, second))
+    assert same is (mode == "shared")
+
+
+@pytest.mark.parametrize("span", ["answer", "completion"])
+def test_mask_span_hides_the_answer_length_only_when_asked(assets, monkeypatch, span):
+    cfg, engine, batch = _setup(assets, ["objective.beta=0", "objective.mu=1", f"objective.mask_span={span}"])
+    assert not bool(batch.mask.all())         # some completion ended before the canvas did
+    seen = _recorded_passes(monkeypatch)
+    grpo_update(engine, None, batch, torch.tensor([1.0, -1.0, -1.0, 1.0]), cfg.objective,
+                engine.module.config.mask_token_id, [3], micro=4)
+    (full, first, second), = seen
+    expected = torch.ones_like(batch.mask) if span == "completion" else batch.mask
+    assert torch.equal(full, expected) and torch.equal(first | second, expected)
+
+
+def test_loss_norm_reaches_the_objective(assets, monkeypatch):
+    import diffucoder.recipes.coupled_grpo as recipe
+    cfg, engine, batch = _setup(assets, ["objective.beta=0", "objective.mu=1", "objective.loss_norm=token"])
+    used, real = [], recipe.grpo_loss
+    monkeypatch.setattr(recipe, "grpo_loss", lambda *a, **k: used.append(k["normalise"]) or real(*a, **k))
+    grpo_update(engine, None, batch, torch.tensor([1.0, -1.0, -1.0, 1.0]), cfg.objective,
+                engine.module.config.mask_token_id, [3], micro=2)
+    assert used == ["token", "token"]         # two micro-batches
+
+
+@pytest.mark.parametrize("unit,expected", [("rl_steps", [4, 8]), ("optimizer_steps", [2, 4, 6, 8])])
+def test_reference_sync_counts_rl_steps_or_optimizer_updates(unit, expected):
+    from diffucoder.recipes.coupled_grpo import ObjectiveSection
+    objective = ObjectiveSection(mu=2, ref_sync_every=4, ref_sync_unit=unit)
+    # mu = 2 updates per RL step: 4 optimizer updates are 2 RL steps
+    assert [done for done in range(1, 9) if objective.ref_sync_due(done)] == expected
+    odd = ObjectiveSection(mu=3, ref_sync_every=4, ref_sync_unit="optimizer_steps")
+    # updates 1-3, 4-6, 7-9, 10-12: multiples of 4 fall in RL steps 2 (4), 3 (8), 4 (12)
+    assert [done for done in range(1, 5) if odd.ref_sync_due(done)] == [2, 3, 4]
+    assert not ObjectiveSection(ref_sync_every=0).ref_sync_due(64)
+
+
+def test_reference_sync_mixes_as_trl_does(assets):
+    from diffucoder.recipes.coupled_grpo import RLState, WithReference
+    from diffucoder.training.metrics import MetricsLog
+    _cfg, engine, _batch = _setup(assets)
+    reference = copy.deepcopy(engine.module)
+    with torch.no_grad():
+        for param in engine.module.parameters():
+            param.add_(1.0)
+    name, policy_value = next(iter(engine.module.state_dict().items()))
+    ref_before = reference.state_dict()[name].clone()
+    state = RLState(log=MetricsLog(Path("unused.jsonl"), enabled=False))
+    WithReference(engine, reference, state, None).sync(7, alpha=0.6)
+    torch.testing.assert_close(reference.state_dict()[name], 0.6 * policy_value + 0.4 * ref_before)
+    assert state.ref_synced_at == 7
+    WithReference(engine, reference, state, None).sync(8)          # alpha 1: a copy
+    assert torch.equal(reference.state_dict()[name], policy_value)
+
+
+def test_rollouts_keep_the_last_prompt_tokens_within_the_budget(assets, tmp_path):
+    model_dir, suite, _root, model, _batch = assets
+    tokenizer = load_tokenizer(model_dir)
+    prompts, _ = read_prompts(suite / "tasks-train.jsonl", "synthetic")
+    cfg = micro_rl_config(model_dir, suite, tmp_path / "w")
+    whole = generate_rollouts(model, tokenizer, prompts[:2], 1, cfg.rollout.sampling, torch.Generator().manual_seed(0),
+                              [tokenizer.eos_token_id])
+    cut = generate_rollouts(model, tokenizer, prompts[:2], 1, cfg.rollout.sampling, torch.Generator().manual_seed(0),
+                            [tokenizer.eos_token_id], prompt_budget=5)
+    assert whole.prompt_ids.shape[1] > 5 and cut.prompt_ids.shape[1] == 5
+    assert torch.equal(cut.prompt_ids, whole.prompt_ids[:, -5:])

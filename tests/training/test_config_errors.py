@@ -90,3 +90,13 @@ def test_cli_prints_the_error_and_exits_2(shards, tmp_path, capsys, no_compute):
     assert code == 2
     err = capsys.readouterr().err
     assert "diffucoder pretrain: error:" in err and "hidden_size" in err and "Traceback" not in err
+
+
+def test_7b_adaptation_divides_by_the_masked_tokens_as_diffullama():
+    """DiffuLLaMA's train.py: ``(dsigma[:, None] * loss).sum() / loss_mask.sum()``, loss_mask = the masked
+    tokens; the 7B SFT keeps the eligible-token normaliser."""
+    from diffucoder.config.recipes import recipe_path
+    from diffucoder.recipes.masked_diffusion import SFTConfig
+    assert load_config(TrainConfig, recipe_path("7b-gpu", "pretrain")).diffusion.normaliser == "masked"
+    assert load_config(SFTConfig, recipe_path("7b-gpu", "sft")).diffusion.normaliser == "tokens"
+    assert load_config(TrainConfig, recipe_path("tiny-cpu", "pretrain")).diffusion.normaliser == "tokens"

@@ -50,7 +50,7 @@ from diffucoder.evaluation.generation import completion_stop_ids
 from diffucoder.model import load_model, param_count
 from diffucoder.model.io import read_checkpoint_config
 from diffucoder.rl.estimator import EstimatorConfig, MaskPass, estimator_passes, token_logprobs
-from diffucoder.rl.hard_filter import HardFilterSection, PolicySampler, filter_prompts
+from diffucoder.rl.hard_filter import HardFilterSection, PolicySampler, filter_prompts, with_stubs
 from diffucoder.rl.objective import AdvantageSection, group_advantages, grpo_loss
 from diffucoder.rl.prompts import PromptSet, RLPrompt, limit_prompts, read_prompts, write_pass_rates
 from diffucoder.rl.report import (KFP_METRIC_KEYS, eval_row, export_rl_model, reward_matrix, reward_sums, step_row,
@@ -89,8 +89,15 @@ class RLDataSection:
                                       "(e.g. tasks-heldout.jsonl; '' = no held-out evaluation)")
     max_prompts: int = setting(0, min=0, help="use at most this many prompts, a seeded sample (0 = all)")
     seed: int = setting(0, min=0, help="seed of the max_prompts sample")
-    max_prompt_tokens: int = setting(0, min=0, help="skip longer prompts (0 = what the model's positions "
+    max_prompt_tokens: int = setting(0, min=0, help="the prompt budget in tokens (0 = what the model's positions "
                                                     "leave beside rollout.sampling.max_new_tokens)")
+    long_prompts: Literal["drop", "truncate_left"] = setting(
+        "drop", help="a prompt over max_prompt_tokens: drop it (counted), or keep its last max_prompt_tokens "
+                     "tokens as the released trainer does (max_prompt_length: 200)")
+    prompt_style: Literal["project", "released"] = setting(
+        "project", help="released: a system turn 'You are a helpful assistant.' and '\\nTest cases: ' + the first "
+                        "case unless the question holds a fenced block; project: one user turn, the case after "
+                        "'Your code should pass this test:'")
     cache_dir: str = setting("", help="where store artifacts are fetched ('' = $DIFFUCODER_CACHE or "
                                       "~/.cache/diffucoder)")
 
@@ -114,10 +121,35 @@ class ObjectiveSection:
                                                   "(0 = never: the reference stays the initial model)")
     micro_batch: int = setting(0, min=0, help="completions per forward/backward (0 = all of a rank's step); "
                                               "must divide a rank's prompts x group_size")
+    loss_norm: Literal["sequence", "token"] = setting(
+        "sequence", help="token: the per-token loss averaged over all scored tokens of the micro-batch (released); "
+                         "sequence: over each completion's tokens, then over completions")
+    mask_span: Literal["answer", "completion"] = setting(
+        "answer", help="which completion positions the estimator masks: completion = all of them, the <|dlm_pad|> "
+                       "tail too (released); answer = up to the first end token (the model never sees the length). "
+                       "Either way only the answer's tokens are scored")
+    mask_seeds: Literal["fresh", "shared"] = setting(
+        "fresh", help="fresh: each of the mu iterations draws new masks (the paper); shared: every iteration "
+                      "reuses the same masks, as the released trainer's bookkeeping ends up doing")
+    ref_sync_alpha: float = setting(1.0, help="reference re-sync: ref = alpha * policy + (1 - alpha) * ref, in (0, 1] "
+                                              "(1 = copy; TRL's ref_model_mixup_alpha in the release: 0.6)")
+    ref_sync_unit: Literal["rl_steps", "optimizer_steps"] = setting(
+        "rl_steps", help="what ref_sync_every counts: RL steps, or optimizer updates (mu per RL step; the release)")
 
     def validate(self) -> None:
         if not 0.0 < self.eps < 1.0:
             raise ConfigError(f"'objective.eps': must be in (0, 1), got {self.eps!r}")
+        if not 0.0 < self.ref_sync_alpha <= 1.0:
+            raise ConfigError(f"'objective.ref_sync_alpha': must be in (0, 1], got {self.ref_sync_alpha!r}")
+
+    def ref_sync_due(self, done: int) -> bool:
+        """Whether the reference is re-synced after RL step ``done`` (1-based)."""
+        if not self.ref_sync_every:
+            return False
+        if self.ref_sync_unit == "rl_steps":
+            return done % self.ref_sync_every == 0
+        # optimizer updates: mu per RL step; due when this step's updates cross a multiple of the period
+        return (done * self.mu) // self.ref_sync_every > ((done - 1) * self.mu) // self.ref_sync_every
 
 
 @dataclass
@@ -192,6 +224,7 @@ class RLInputs:
     ids: dict[str, int]             # eos, pad, mask, dlm_pad
     end_ids: list[int]              # tokens that end a completion (EOS, <|dlm_pad|>, <|im_end|> if one token)
     max_positions: int
+    prompt_budget: int              # rollouts keep the last this many prompt tokens (0 = whole prompts)
     prompts: list[RLPrompt]
     eval_prompts: list[RLPrompt]
     data_info: dict[str, Any]
@@ -200,8 +233,9 @@ class RLInputs:
 def _read_prompts(cfg: RLConfig, env: DistEnv, name: str, key: str, tokenizer, max_tokens: int, cache: Path,
                   max_prompts: int) -> tuple[list[RLPrompt], dict[str, Any]]:
     path = rank_zero_first(env, lambda: fetch_file(cfg.data.uri, name, key, cache / "data"))
-    prompts, skipped = read_prompts(path, cfg.data.kind)
-    prompts, too_long = limit_prompts(prompts, tokenizer, max_tokens, max_prompts, cfg.data.seed)
+    prompts, skipped = read_prompts(path, cfg.data.kind, cfg.data.prompt_style)
+    prompts, too_long = limit_prompts(prompts, tokenizer, max_tokens, max_prompts, cfg.data.seed,
+                                      keep_long=cfg.data.long_prompts == "truncate_left")
     return prompts, {"file": str(path), "prompts": len(prompts), "skipped_too_long": too_long, **skipped}
 
 
@@ -238,8 +272,10 @@ def prepare_rl_inputs(cfg: RLConfig, env: DistEnv) -> RLInputs:
             raise ConfigError(f"'data.eval_file': data.uri {cfg.data.uri} is a single file, so the held-out "
                               "prompts would be the training prompts; give a directory or artifact")
         info["eval"] = eval_info
+    budget = max_tokens if cfg.data.long_prompts == "truncate_left" else 0
     return RLInputs(init_dir=init_dir, tokenizer=tokenizer, ids=ids, end_ids=completion_stop_ids(tokenizer),
-                    max_positions=max_positions, prompts=prompts, eval_prompts=eval_prompts, data_info=info)
+                    max_positions=max_positions, prompt_budget=budget, prompts=prompts, eval_prompts=eval_prompts,
+                    data_info=info)
 
 
 def load_policy(cfg: RLConfig, inputs: RLInputs, env: DistEnv, dtype: torch.dtype = torch.float32):
@@ -301,8 +337,15 @@ class WithReference:
     def __init__(self, engine, reference, state: RLState, env: DistEnv):
         self.engine, self.reference, self.state, self.env = engine, reference, state, env
 
-    def sync(self, step: int) -> None:
-        self.reference.load_state_dict(self.engine.module.state_dict())
+    @torch.no_grad()
+    def sync(self, step: int, alpha: float = 1.0) -> None:
+        """``ref = alpha * policy + (1 - alpha) * ref`` (alpha 1: a copy), as TRL's SyncRefModelCallback."""
+        policy = self.engine.module.state_dict()
+        for name, ref in self.reference.state_dict().items():
+            if alpha < 1.0:
+                ref.mul_(1.0 - alpha).add_(policy[name].to(ref.dtype), alpha=alpha)
+            else:
+                ref.copy_(policy[name])
         self.state.ref_synced_at = step
 
     def save_state(self, directory: Path) -> None:
@@ -378,8 +421,8 @@ def _train(cfg: RLConfig, env: DistEnv, on_step: Callable[[RLState], None] | Non
             bar.set_postfix(reward=f"{row['reward_mean']:.3f}", pass_rate=f"{row['pass_rate']:.2f}",
                             kl=f"{row['kl']:.2e}")
             bar.update(1)
-            if reference is not None and cfg.objective.ref_sync_every and done % cfg.objective.ref_sync_every == 0:
-                held.sync(done)
+            if reference is not None and cfg.objective.ref_sync_due(done):
+                held.sync(done, cfg.objective.ref_sync_alpha)
             if ckpts is not None and cfg.checkpoint.every_steps and done % cfg.checkpoint.every_steps == 0:
                 ckpts.save(done, held, state)
             if on_step is not None:
@@ -392,7 +435,8 @@ def _training_prompts(cfg: RLConfig, inputs: RLInputs, engine, sandbox, env: Dis
                       state: RLState) -> list[RLPrompt]:
     """All prompts, or the hard subset: computed once, then carried by the checkpoints."""
     if state.prompt_ids is not None:
-        by_id = {p.prompt_id: p for p in inputs.prompts}
+        known = with_stubs(inputs.prompts, cfg.data.prompt_style) if cfg.hard_filter.duplicate_stubs else inputs.prompts
+        by_id = {p.prompt_id: p for p in known}
         missing = [i for i in state.prompt_ids if i not in by_id]
         if missing:
             raise DiffucoderError(f"checkpoint: {len(missing)} prompts it trained on are not in data.uri "
@@ -402,7 +446,8 @@ def _training_prompts(cfg: RLConfig, inputs: RLInputs, engine, sandbox, env: Dis
         return inputs.prompts
     policy = PolicySampler(engine.module, inputs.tokenizer, cfg.rollout.sampling, sandbox, cfg.reward,
                            inputs.end_ids, cfg.rollout.batch_size, cfg.train.seed)
-    kept, state.hard_filter, _table = filter_prompts(cfg.hard_filter, inputs.prompts, policy, env)
+    kept, state.hard_filter, _table = filter_prompts(cfg.hard_filter, inputs.prompts, policy, env,
+                                                     prompt_style=cfg.data.prompt_style)
     state.prompt_ids = [p.prompt_id for p in kept]
     return kept
 
@@ -422,13 +467,14 @@ def rl_step(cfg: RLConfig, state: RLState, engine, reference, inputs: RLInputs, 
     prompts = state.loader.next_batch()
     generator = torch.Generator(device=env.device).manual_seed(seed_of(seed, ROLLOUT_STREAM, step, env.rank))
     batch = generate_rollouts(engine.module, inputs.tokenizer, prompts, group, cfg.rollout.sampling, generator,
-                              inputs.end_ids, cfg.rollout.batch_size)
+                              inputs.end_ids, cfg.rollout.batch_size, inputs.prompt_budget)
     rolled = time.perf_counter()
     rewards = score_rollouts(sandbox, batch, cfg.reward)
     advantages = group_advantages(reward_matrix(rewards, group), cfg.advantage.baseline,
                                   cfg.advantage.scale_rewards).flatten()
     scored = time.perf_counter()
-    seeds = [seed_of(seed, MASK_STREAM, step, env.rank, iteration) for iteration in range(cfg.objective.mu)]
+    seeds = [seed_of(seed, MASK_STREAM, step, env.rank, 0 if cfg.objective.mask_seeds == "shared" else iteration)
+             for iteration in range(cfg.objective.mu)]
     lr = engine.lr   # the rate this step's updates start with
     update = grpo_update(engine, reference, batch, advantages, cfg.objective, inputs.ids["mask"], seeds, micro)
     updated = time.perf_counter()
@@ -488,38 +534,43 @@ def estimator_variance(estimates: Sequence[torch.Tensor], mask: torch.Tensor) ->
 
 def grpo_update(engine, reference, batch: Rollouts, advantages: torch.Tensor, obj: ObjectiveSection,
                 mask_token_id: int, mask_seeds: Sequence[int], micro: int) -> dict[str, float]:
-    """``len(mask_seeds)`` (= mu) optimizer steps on ``batch``; the step's averaged statistics."""
+    """``len(mask_seeds)`` (= mu) optimizer steps on ``batch``; the step's averaged statistics. Equal
+    seeds (``objective.mask_seeds: shared``) draw the same masks, whose old / reference log-probs
+    are computed once."""
     device = batch.mask.device
     advantages = advantages.to(device=device, dtype=torch.float32)
     policy = engine.module
-    passes = [estimator_passes(batch.mask, obj.estimator, _generator(seed, device)) for seed in mask_seeds]
+    maskable = torch.ones_like(batch.mask) if obj.mask_span == "completion" else batch.mask
+    drawn = {seed: estimator_passes(maskable, obj.estimator, _generator(seed, device))
+             for seed in dict.fromkeys(mask_seeds)}
     was_training = policy.training
     policy.eval()   # no dropout in these models; eval mode documents that old / ref are read-only
     try:
-        old = [batch_logprobs(policy, batch, p, obj.estimator, mask_token_id, micro) for p in passes]
+        old = {seed: batch_logprobs(policy, batch, p, obj.estimator, mask_token_id, micro) for seed, p in drawn.items()}
         extra = []
-        if len(passes) == 1:   # a second draw, only to measure the estimator's variance
-            spare = estimator_passes(batch.mask, obj.estimator, _generator(mask_seeds[0] + 1, device))
+        if len(drawn) == 1:   # a second draw, only to measure the estimator's variance
+            spare = estimator_passes(maskable, obj.estimator, _generator(mask_seeds[0] + 1, device))
             extra = [batch_logprobs(policy, batch, spare, obj.estimator, mask_token_id, micro)]
-        ref = ([batch_logprobs(reference, batch, p, obj.estimator, mask_token_id, micro) for p in passes]
-               if reference is not None and obj.beta > 0 else [None] * len(passes))
+        use_ref = reference is not None and obj.beta > 0
+        ref = {seed: batch_logprobs(reference, batch, p, obj.estimator, mask_token_id, micro) if use_ref else None
+               for seed, p in drawn.items()}
     finally:
         policy.train(was_training)
     sums = {key: 0.0 for key in ("loss", *STAT_KEYS)}
     norms, count = [], 0
     unused = _generator(0, device)
     micro_steps = -(-batch.rows // micro)
-    for iteration, iteration_passes in enumerate(passes):
+    for seed in mask_seeds:
         for index, start in enumerate(range(0, batch.rows, micro)):
             rows = slice(start, start + micro)
             part = batch.select(rows)
             with engine.accumulating(last=index == micro_steps - 1):
                 logp = token_logprobs(engine.model, part.prompt_ids, part.prompt_attention, part.completion_ids,
                                       part.mask, obj.estimator, unused, mask_token_id,
-                                      passes=_slice(iteration_passes, rows))
-                ref_rows = ref[iteration][rows] if ref[iteration] is not None else None
-                out = grpo_loss(logp, old[iteration][rows], ref_rows, advantages[rows], part.mask,
-                                eps=obj.eps, beta=obj.beta)
+                                      passes=_slice(drawn[seed], rows))
+                ref_rows = ref[seed][rows] if ref[seed] is not None else None
+                out = grpo_loss(logp, old[seed][rows], ref_rows, advantages[rows], part.mask,
+                                eps=obj.eps, beta=obj.beta, normalise=obj.loss_norm)
                 engine.backward(out.loss)
             sums["loss"] += float(out.loss.detach())
             for key in STAT_KEYS:
@@ -529,8 +580,8 @@ def grpo_update(engine, reference, batch: Rollouts, advantages: torch.Tensor, ob
     stats = {key: value / count for key, value in sums.items()}
     stats["grad_norm"] = norms[-1]
     stats["grad_norm_mean"] = sum(norms) / len(norms)
-    stats["logp_var"] = estimator_variance(old + extra, batch.mask)
-    stats["logp_seq_mean"] = float(torch.stack([o.sum(dim=1) for o in old]).mean())
+    stats["logp_var"] = estimator_variance([*old.values(), *extra], batch.mask)
+    stats["logp_seq_mean"] = float(torch.stack([o.sum(dim=1) for o in old.values()]).mean())
     return stats
 
 
@@ -576,7 +627,8 @@ def run_filter(cfg: RLConfig, out: str | Path, progress: bool = True) -> FilterR
         if cfg.hard_filter.source == "sample":
             policy = PolicySampler(load_policy(cfg, inputs, env).eval(), inputs.tokenizer, cfg.rollout.sampling,
                                    sandbox, cfg.reward, inputs.end_ids, cfg.rollout.batch_size, cfg.train.seed)
-        kept, info, table = filter_prompts(cfg.hard_filter, inputs.prompts, policy, env, progress)
+        kept, info, table = filter_prompts(cfg.hard_filter, inputs.prompts, policy, env, progress,
+                                           cfg.data.prompt_style)
     out = Path(out)
     path = write_jsonl(out, (p.record for p in kept))
     rates_path = write_pass_rates(out.with_name(out.stem + ".pass_rates.jsonl"), table)

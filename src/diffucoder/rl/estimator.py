@@ -54,6 +54,9 @@ class EstimatorConfig:
     pairs: int = setting(1, min=1, help="lambda: mask pairs; each estimate costs 1 + 2 * pairs forward passes")
     r_min: float = setting(0.2, help="mask ratio r ~ U(r_min, r_max), with 0 < r_min <= r_max < 1")
     r_max: float = setting(0.8, help="upper end of the mask ratio")
+    ratio: str = setting("per_row", choices=("per_row", "per_batch"),
+                         help="per_row: each completion draws its own r; per_batch: one r for the whole batch "
+                              "(the released code: one random.uniform per forward_process call)")
     stack_passes: bool = setting(True, help="run all passes as one stacked batch; false: one forward per pass "
                                             "(less activation memory, same numbers)")
 
@@ -88,7 +91,9 @@ def completion_mask(completion_ids: torch.Tensor, end_ids: Sequence[int]) -> tor
 
 
 def _ratio(batch: int, cfg: EstimatorConfig, generator: torch.Generator, device: torch.device) -> torch.Tensor:
-    return cfg.r_min + (cfg.r_max - cfg.r_min) * uniform((batch,), generator, device)
+    """(batch,) mask ratios: one draw per row, or one draw shared by the batch (``cfg.ratio``)."""
+    draws = uniform((batch if cfg.ratio == "per_row" else 1,), generator, device)
+    return (cfg.r_min + (cfg.r_max - cfg.r_min) * draws).expand(batch)
 
 
 def _below(mask: torch.Tensor, r: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -97,7 +102,9 @@ def _below(mask: torch.Tensor, r: torch.Tensor, generator: torch.Generator) -> t
 
 
 def estimator_passes(mask: torch.Tensor, cfg: EstimatorConfig, generator: torch.Generator) -> list[MaskPass]:
-    """The ``1 + 2 * pairs`` masks and weights of ``cfg.method``; tokens outside ``mask`` stay visible.
+    """The ``1 + 2 * pairs`` masks and weights of ``cfg.method`` over the positions of ``mask``; the
+    rest stays visible. ``mask`` is what may be masked: the scored tokens (up to the first end
+    token), or the whole completion canvas as the released code masks it (``objective.mask_span``).
     Checks ``cfg`` (once per draw; ``token_logprobs`` then checks the passes it is given)."""
     cfg.validate()
     if mask.dim() != 2 or mask.dtype != torch.bool:
@@ -150,8 +157,9 @@ def _check_passes(passes: list[MaskPass], mask: torch.Tensor, cfg: EstimatorConf
         if one.masked.shape != mask.shape or one.weight.shape != (mask.shape[0],):
             raise DiffucoderError(f"token_logprobs: pass {index} has masked {tuple(one.masked.shape)} and weight "
                                   f"{tuple(one.weight.shape)}; expected {tuple(mask.shape)} and ({mask.shape[0]},)")
-        if bool((one.masked & ~mask).any()):
-            raise DiffucoderError(f"token_logprobs: pass {index} masks tokens outside the completion mask")
+    if bool((mask & ~passes[0].masked).any()):
+        raise DiffucoderError("token_logprobs: the first pass must mask every scored token (the mask); it leaves "
+                              "some visible")
 
 
 def _completion_logprobs(model, prompt_ids, attention, noisy, targets) -> torch.Tensor:
@@ -170,8 +178,9 @@ def token_logprobs(model, prompt_ids: torch.Tensor, prompt_attention: torch.Tens
     """(B, C) float32 per-token log-prob estimate of ``completion_ids`` given the left-padded prompt.
 
     Differentiable w.r.t. the model's parameters (wrap in ``torch.no_grad()`` for old/reference
-    log-probs); 0 where ``mask`` is False. ``passes`` (from ``estimator_passes``) reuses masks
-    already drawn; otherwise they are drawn from ``generator``.
+    log-probs); 0 where ``mask`` (the scored tokens) is False. ``passes`` (from ``estimator_passes``)
+    reuses masks already drawn, possibly over more of the completion than ``mask``; otherwise they
+    are drawn from ``generator`` over ``mask``.
     """
     _check_inputs(prompt_ids, prompt_attention, completion_ids, mask)
     if passes is None:
@@ -191,4 +200,4 @@ def token_logprobs(model, prompt_ids: torch.Tensor, prompt_attention: torch.Tens
     for one, logp in zip(passes, per_pass):
         weight = one.weight.to(device=logp.device, dtype=torch.float32)[:, None]
         total = total + torch.where(one.masked, weight * logp, torch.zeros_like(logp))
-    return total / (cfg.pairs + 1)
+    return torch.where(mask, total, torch.zeros_like(total)) / (cfg.pairs + 1)

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from diffucoder.config import ConfigError, setting
 from diffucoder.errors import DiffucoderError
-from diffucoder.rl.prompts import RLPrompt, hard_subset, read_pass_rates, record_pass_rates
+from diffucoder.rl.prompts import RLPrompt, hard_subset, read_pass_rates, record_pass_rates, stub_prompt
 from diffucoder.rl.rewards import RewardConfig
 from diffucoder.rl.rollouts import sample_pass_rates, seed_of
 from diffucoder.sampling import SamplingConfig
@@ -41,8 +41,18 @@ class HardFilterSection:
     pass_rates_file: str = setting("", help="source=file: JSONL of precomputed pass rates "
                                             "(what 'diffucoder rl filter' writes)")
     samples: int = setting(8, min=2, help="source=sample: completions per prompt")
-    max_mean: float = setting(0.5, min=0.0, max=1.0, help="keep prompts whose mean pass rate is <= this")
-    min_variance: float = setting(0.01, min=0.0, max=0.25, help="... and whose pass-rate variance is >= this")
+    thresholds: str = setting("fixed", choices=("fixed", "percentile"),
+                              help="fixed: max_mean / min_variance; percentile: the released data script's "
+                                   "mean <= mean_percentile-th and std >= std_percentile-th percentile of all prompts")
+    max_mean: float = setting(0.5, min=0.0, max=1.0, help="fixed: keep prompts whose mean pass rate is <= this")
+    min_variance: float = setting(0.01, min=0.0, max=0.25, help="fixed: ... and whose pass-rate variance is >= this")
+    mean_percentile: float = setting(20.0, min=0.0, max=100.0, help="percentile: the mean's cut (released: 20)")
+    std_percentile: float = setting(40.0, min=0.0, max=100.0, help="percentile: the std's cut (released: 40)")
+    models: list[str] = setting(default_factory=list,
+                                help="source=records: the reference models whose pass rates count (released: "
+                                     "[qwen_coder_2.5, llama3_instruct]; empty = all)")
+    duplicate_stubs: bool = setting(False, help="add each kept AceCode question without 'you' again in the "
+                                                "'complete the following function' stub form (released data script)")
 
     def validate(self) -> None:
         if self.source == "file" and not self.pass_rates_file:
@@ -69,7 +79,7 @@ def pass_rates(hf: HardFilterSection, prompts: Sequence[RLPrompt], policy: Polic
     if hf.source == "file":
         return read_pass_rates(hf.pass_rates_file)
     if hf.source == "records":
-        return record_pass_rates(prompts)
+        return record_pass_rates(prompts, hf.models)
     if policy is None:
         raise DiffucoderError("hard filter (source sample): no policy to sample")
     mine = list(prompts)[env.rank::env.world_size]
@@ -84,13 +94,28 @@ def pass_rates(hf: HardFilterSection, prompts: Sequence[RLPrompt], policy: Polic
     return merged
 
 
+def with_stubs(prompts: Sequence[RLPrompt], style: str = "project") -> list[RLPrompt]:
+    """Each prompt followed by its stub form when it has one (``prompts.stub_prompt``)."""
+    out = []
+    for prompt in prompts:
+        stub = stub_prompt(prompt, style)
+        out += [prompt] if stub is None else [prompt, stub]
+    return out
+
+
 def filter_prompts(hf: HardFilterSection, prompts: Sequence[RLPrompt], policy: PolicySampler | None, env: DistEnv,
-                   progress: bool = True) -> tuple[list[RLPrompt], dict[str, Any], list[dict]]:
-    """(kept prompts, counts for the report, one table row per prompt)."""
+                   progress: bool = True, prompt_style: str = "project"
+                   ) -> tuple[list[RLPrompt], dict[str, Any], list[dict]]:
+    """(kept prompts, plus their stub forms with ``duplicate_stubs``; counts for the report; one
+    table row per prompt)."""
     rates = pass_rates(hf, prompts, policy, env, progress)
-    kept, table = hard_subset(prompts, rates, hf.max_mean, hf.min_variance)
-    info = {"source": hf.source, "max_mean": hf.max_mean, "min_variance": hf.min_variance,
-            "prompts": len(prompts), "kept": len(kept),
+    kept, table = hard_subset(prompts, rates, hf.max_mean, hf.min_variance, hf.thresholds, hf.mean_percentile,
+                              hf.std_percentile)
+    hard = len(kept)
+    if hf.duplicate_stubs:
+        kept = with_stubs(kept, prompt_style)
+    info = {"source": hf.source, "thresholds": hf.thresholds, "max_mean": hf.max_mean,
+            "min_variance": hf.min_variance, "prompts": len(prompts), "hard": hard, "kept": len(kept),
             "mean_pass_rate": float(np.mean([row["mean"] for row in table])) if table else 0.0}
     if not kept:
         raise DiffucoderError(f"hard filter kept none of {len(prompts)} prompts (max_mean {hf.max_mean}, "

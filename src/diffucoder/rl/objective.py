@@ -21,8 +21,10 @@ it contributes no policy gradient.
     loss  = -min(rho * A, clip(rho, 1 - eps, 1 + eps) * A) + beta * KL_k3
     KL_k3 = exp(ref - logp) - (ref - logp) - 1          (skipped when beta == 0 or ref is None)
 
-averaged over each sequence's tokens, then over the sequences that have any (a row with an
-empty mask is left out). The stats use the same averaging. A token counts as clipped when
+averaged (``normalise``) either over each sequence's tokens, then over the sequences that have
+any (``"sequence"``, a row with an empty mask is left out), or over every scored token of the
+micro-batch at once (``"token"``: the released trainer's ``(loss * mask).sum() / mask.sum()``, so
+a long answer weighs more than a short one). The stats use the same averaging. A token counts as clipped when
 the clip is active: ``rho > 1 + eps`` with ``A > 0`` or ``rho < 1 - eps`` with ``A < 0``.
 """
 from __future__ import annotations
@@ -90,12 +92,17 @@ def zero_advantage_fraction(rewards: torch.Tensor) -> float:
 
 # -- the clipped objective ----------------------------------------------------------------------
 
+NORMALISATIONS = ("sequence", "token")
+
+
 class GRPOLoss(NamedTuple):
     loss: torch.Tensor           # scalar, differentiable w.r.t. logp
     stats: dict[str, float]
 
 
-def _check(logp, old_logp, ref_logp, advantages, mask, eps, beta) -> None:
+def _check(logp, old_logp, ref_logp, advantages, mask, eps, beta, normalise) -> None:
+    if normalise not in NORMALISATIONS:
+        raise DiffucoderError(f"grpo_loss: normalise must be one of {list(NORMALISATIONS)}, got {normalise!r}")
     shape = tuple(logp.shape)
     if logp.dim() != 2:
         raise DiffucoderError(f"grpo_loss: logp must be (batch, completion length), got {shape}")
@@ -113,6 +120,11 @@ def _check(logp, old_logp, ref_logp, advantages, mask, eps, beta) -> None:
         raise DiffucoderError(f"grpo_loss: beta must be >= 0, got {beta}")
 
 
+def _token_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over every masked token of the batch (a zero, with its graph, when there is none)."""
+    return torch.where(mask, values, torch.zeros_like(values)).sum() / mask.sum().clamp(min=1)
+
+
 def _sequence_mean(values: torch.Tensor, mask: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """Mean over each row's masked tokens, then over the rows that have any (``rows``)."""
     counts = mask.sum(dim=1)
@@ -123,9 +135,10 @@ def _sequence_mean(values: torch.Tensor, mask: torch.Tensor, rows: torch.Tensor)
 
 
 def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor | None,
-              advantages: torch.Tensor, mask: torch.Tensor, eps: float = 0.5, beta: float = 0.01) -> GRPOLoss:
-    """The clipped surrogate (+ beta * k3 KL) per token, averaged per sequence then over sequences."""
-    _check(logp, old_logp, ref_logp, advantages, mask, eps, beta)
+              advantages: torch.Tensor, mask: torch.Tensor, eps: float = 0.5, beta: float = 0.01,
+              normalise: str = "sequence") -> GRPOLoss:
+    """The clipped surrogate (+ beta * k3 KL) per token, averaged as ``normalise`` says."""
+    _check(logp, old_logp, ref_logp, advantages, mask, eps, beta, normalise)
     logp = logp.float()
     zeros = torch.zeros_like(logp)
     # Outside the mask the inputs are arbitrary: zero them so exp() cannot make inf * 0 = NaN.
@@ -141,12 +154,15 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor
         kl = torch.exp(ref_minus) - ref_minus - 1.0
         per_token = policy + beta * kl
     rows = mask.any(dim=1)
-    loss = _sequence_mean(per_token, mask, rows)
 
+    def mean(values: torch.Tensor) -> torch.Tensor:
+        return _token_mean(values, mask) if normalise == "token" else _sequence_mean(values, mask, rows)
+
+    loss = mean(per_token)
     with torch.no_grad():
         high = (ratio > 1.0 + eps) & (adv > 0)
         low = (ratio < 1.0 - eps) & (adv < 0)
-        average = lambda values: float(_sequence_mean(values.float(), mask, rows))  # noqa: E731
+        average = lambda values: float(mean(values.float()))  # noqa: E731
         scored = ratio[mask]
         stats = {
             "policy_loss": average(policy),

@@ -10,8 +10,13 @@
 Two record formats:
 - ``synthetic``: the task suite (``diffucoder.tasks``): ``task_id``, ``instruction``,
   ``asserts`` (else ``test`` + ``entry_point``, HumanEval's ``check``);
-- ``acecode_jsonl``: AceCode-87K: ``id``, ``question``, ``test_cases`` (assert strings). As in
-  the recipe the prompt shows the first test case after the question; all cases are run.
+- ``acecode_jsonl``: AceCode-87K: ``id``, ``question``, ``test_cases`` (assert strings). The
+  prompt shows the first test case after the question; all cases are run.
+
+Two prompt styles (``data.prompt_style``): ``project`` (one user turn; AceCode questions get "Your
+code should pass this test:" and the first case) and ``released`` (the released trainer's: a
+system turn "You are a helpful assistant.", and the question + ``"\nTest cases: " + first case``
+only when the question holds no fenced block, i.e. no ``"\n```\n"``).
 
 Prompts are rendered with the chat template SFT trained on (``training.chat``), so the
 policy answers as it learned to: one fenced python block. A record whose tests the
@@ -38,6 +43,9 @@ from diffucoder.tasks import write_jsonl
 from diffucoder.training.chat import render_prompt
 
 ACECODE_TEMPLATE = "{question}\n\nYour code should pass this test:\n{first_test}"
+PROMPT_STYLES = ("project", "released")
+SYSTEM_PROMPT = "You are a helpful assistant."   # the released recipe's system_prompt
+STUB_TEMPLATE = 'Please complete the following problem:\n```\ndef {signature}:\n    """\n    {question}\n    """\n```\n'
 
 
 @dataclass(frozen=True)
@@ -71,7 +79,14 @@ def _string(record: dict, name: str, where: str) -> str:
     return value
 
 
-def synthetic_prompt(record: dict, where: str) -> RLPrompt:
+def _messages(content: str, style: str) -> list[dict[str, str]]:
+    if style not in PROMPT_STYLES:
+        raise DiffucoderError(f"'data.prompt_style': must be one of {list(PROMPT_STYLES)}, got {style!r}")
+    system = [{"role": "system", "content": SYSTEM_PROMPT}] if style == "released" else []
+    return [*system, {"role": "user", "content": content}]
+
+
+def synthetic_prompt(record: dict, where: str, style: str = "project") -> RLPrompt:
     """A task-suite (or HumanEval-style) record: the instruction, tested by its asserts."""
     instruction = _string(record, "instruction", where)
     asserts = record.get("asserts")
@@ -79,7 +94,7 @@ def synthetic_prompt(record: dict, where: str) -> RLPrompt:
         tests, entry = "\n".join(asserts) + "\n", None
     else:
         tests, entry = _string(record, "test", where), _string(record, "entry_point", where)
-    text = render_prompt([{"role": "user", "content": instruction}], where=where)
+    text = render_prompt(_messages(instruction, style), where=where)
     return RLPrompt(str(record.get("task_id", where)), text, tests, entry, record)
 
 
@@ -87,13 +102,20 @@ def acecode_instruction(question: str, first_test: str) -> str:
     return ACECODE_TEMPLATE.format(question=question.strip(), first_test=first_test.strip())
 
 
-def acecode_prompt(record: dict, where: str) -> RLPrompt:
+def released_instruction(question: str, first_test: str) -> str:
+    """The released trainer's user turn: the first test case appended unless the question holds code."""
+    return question + ("\nTest cases: " + first_test if "\n```\n" not in question else "")
+
+
+def acecode_prompt(record: dict, where: str, style: str = "project") -> RLPrompt:
     """An AceCode record: the question with its first test case appended; every case is a test."""
     question = _string(record, "question", where)
     cases = record.get("test_cases")
     if not isinstance(cases, list) or not cases or not all(isinstance(c, str) and c.strip() for c in cases):
         raise DiffucoderError(f"{where}: 'test_cases' must be a non-empty list of assert strings")
-    text = render_prompt([{"role": "user", "content": acecode_instruction(question, cases[0])}], where=where)
+    instruction = (released_instruction(question, cases[0]) if style == "released"
+                   else acecode_instruction(question, cases[0]))
+    text = render_prompt(_messages(instruction, style), where=where)
     tests = "\n".join(c.strip() for c in cases) + "\n"
     return RLPrompt(str(record.get("id", where)), text, tests, None, record)
 
@@ -101,7 +123,27 @@ def acecode_prompt(record: dict, where: str) -> RLPrompt:
 BUILDERS = {"synthetic": synthetic_prompt, "acecode_jsonl": acecode_prompt}
 
 
-def read_prompts(path: str | os.PathLike, kind: str) -> tuple[list[RLPrompt], dict[str, int]]:
+def stub_prompt(prompt: RLPrompt, style: str = "project") -> RLPrompt | None:
+    """The released data script's second form of an AceCode question (``process_data.py``): when the
+    question does not say "you", the best reference completion's ``def`` line around the question as
+    a docstring, to be completed ("Please complete the following problem: ..."); None otherwise."""
+    record = prompt.record
+    question, inferences = record.get("question"), record.get("inferences")
+    if not isinstance(question, str) or "you" in question.lower() or not isinstance(inferences, list) or not inferences:
+        return None
+    try:
+        best = max(inferences, key=lambda item: float(item["pass_rate"]))["completion"]
+    except (TypeError, KeyError, ValueError):
+        return None
+    signature = str(best).split(":\n")[0].strip()
+    if not signature.startswith("def "):
+        return None
+    stub = {**record, "id": f"{prompt.prompt_id}-stub",
+            "question": STUB_TEMPLATE.format(signature=signature[4:], question=question)}
+    return acecode_prompt(stub, f"{prompt.prompt_id} (stub)", style)
+
+
+def read_prompts(path: str | os.PathLike, kind: str, style: str = "project") -> tuple[list[RLPrompt], dict[str, int]]:
     """Prompts of a JSONL file; (prompts, counts of records skipped by reason)."""
     if kind not in BUILDERS:
         raise DiffucoderError(f"'data.kind': must be one of {sorted(BUILDERS)}, got {kind!r}")
@@ -120,7 +162,7 @@ def read_prompts(path: str | os.PathLike, kind: str) -> tuple[list[RLPrompt], di
                 raise DiffucoderError(f"{where}: not JSON: {err}") from None
             if not isinstance(record, dict):
                 raise DiffucoderError(f"{where}: expected a JSON object")
-            prompt = BUILDERS[kind](record, where)
+            prompt = BUILDERS[kind](record, where, style)
             try:
                 build_plan(prompt.tests, prompt.entry_point)
             except SandboxError:   # e.g. an AceCode case that is not valid Python
@@ -134,11 +176,14 @@ def read_prompts(path: str | os.PathLike, kind: str) -> tuple[list[RLPrompt], di
     return prompts, skipped
 
 
-def limit_prompts(prompts: list[RLPrompt], tokenizer, max_tokens: int, max_prompts: int, seed: int
-                  ) -> tuple[list[RLPrompt], int]:
-    """Drop prompts longer than ``max_tokens``; then a seeded sample of ``max_prompts`` (0 = all),
-    kept in file order. Returns (prompts, number dropped as too long)."""
+def limit_prompts(prompts: list[RLPrompt], tokenizer, max_tokens: int, max_prompts: int, seed: int,
+                  keep_long: bool = False) -> tuple[list[RLPrompt], int]:
+    """Drop prompts longer than ``max_tokens`` (``keep_long``: keep them, the rollouts keep their
+    last ``max_tokens`` tokens); then a seeded sample of ``max_prompts`` (0 = all), kept in file
+    order. Returns (prompts, number dropped as too long)."""
     lengths = [len(ids) for ids in tokenizer([p.text for p in prompts], add_special_tokens=False)["input_ids"]]
+    if keep_long:
+        lengths = [min(n, max_tokens) for n in lengths]
     fitting = [p for p, n in zip(prompts, lengths) if n <= max_tokens]
     if max_prompts and len(fitting) > max_prompts:
         chosen = np.sort(np.random.default_rng(seed).choice(len(fitting), max_prompts, replace=False))
@@ -147,6 +192,9 @@ def limit_prompts(prompts: list[RLPrompt], tokenizer, max_tokens: int, max_promp
 
 
 # -- the hard-prompt filter ------------------------------------------------------------------
+
+
+THRESHOLDS = ("fixed", "percentile")
 
 
 def is_hard(rates: Sequence[float], max_mean: float, min_variance: float) -> bool:
@@ -158,32 +206,50 @@ def is_hard(rates: Sequence[float], max_mean: float, min_variance: float) -> boo
 
 
 def hard_subset(prompts: Sequence[RLPrompt], pass_rates: dict[str, Sequence[float]], max_mean: float,
-                min_variance: float) -> tuple[list[RLPrompt], list[dict[str, Any]]]:
-    """The prompts that pass ``is_hard``, in order, and one row per prompt (id, rates, mean,
-    variance, kept). A prompt without pass rates is an error naming it."""
+                min_variance: float, thresholds: str = "fixed", mean_percentile: float = 20.0,
+                std_percentile: float = 40.0) -> tuple[list[RLPrompt], list[dict[str, Any]]]:
+    """The hard prompts, in order, and one row per prompt (id, rates, mean, variance, std, kept). A
+    prompt without pass rates is an error naming it.
+
+    ``fixed``: mean <= ``max_mean`` and (population) variance >= ``min_variance``. ``percentile`` (the
+    released data script): mean <= the ``mean_percentile``-th percentile of every prompt's mean, and
+    (population) std >= the ``std_percentile``-th percentile of every prompt's std; both percentiles
+    over all the prompts given, with numpy's linear interpolation."""
     missing = [p.prompt_id for p in prompts if p.prompt_id not in pass_rates]
     if missing:
         raise DiffucoderError(f"hard filter: no pass rates for {len(missing)} prompt(s), e.g. {missing[:3]}")
+    if thresholds not in THRESHOLDS:
+        raise DiffucoderError(f"'hard_filter.thresholds': must be one of {list(THRESHOLDS)}, got {thresholds!r}")
+    rates = {p.prompt_id: np.asarray([float(r) for r in pass_rates[p.prompt_id]] or [0.0]) for p in prompts}
+    if thresholds == "percentile" and prompts:
+        mean_cut = float(np.percentile([r.mean() for r in rates.values()], mean_percentile))
+        std_cut = float(np.percentile([r.std() for r in rates.values()], std_percentile))
     kept, table = [], []
     for prompt in prompts:
-        rates = [float(r) for r in pass_rates[prompt.prompt_id]]
-        keep = is_hard(rates, max_mean, min_variance)
-        values = np.asarray(rates or [0.0])
-        table.append({"id": prompt.prompt_id, "pass_rates": rates, "mean": float(values.mean()),
-                      "variance": float(values.var()), "kept": keep})
+        values = rates[prompt.prompt_id]
+        if thresholds == "percentile":
+            keep = bool(len(pass_rates[prompt.prompt_id]) and values.mean() <= mean_cut and values.std() >= std_cut)
+        else:
+            keep = is_hard(pass_rates[prompt.prompt_id], max_mean, min_variance)
+        table.append({"id": prompt.prompt_id, "pass_rates": [float(r) for r in pass_rates[prompt.prompt_id]],
+                      "mean": float(values.mean()), "variance": float(values.var()), "std": float(values.std()),
+                      "kept": keep})
         if keep:
             kept.append(prompt)
     return kept, table
 
 
-def record_pass_rates(prompts: Sequence[RLPrompt]) -> dict[str, list[float]]:
-    """AceCode's precomputed pass rates: ``inferences[*].pass_rate`` of each record."""
+def record_pass_rates(prompts: Sequence[RLPrompt], models: Sequence[str] = ()) -> dict[str, list[float]]:
+    """AceCode's precomputed pass rates: ``inferences[*].pass_rate`` of each record, of the reference
+    models named in ``models`` (``inferences[*].model_name``; empty = every model)."""
     out = {}
     for prompt in prompts:
         inferences = prompt.record.get("inferences")
+        if isinstance(inferences, list) and models:
+            inferences = [item for item in inferences if isinstance(item, dict) and item.get("model_name") in models]
         if not isinstance(inferences, list) or not inferences:
             raise DiffucoderError(f"hard filter (source records): prompt {prompt.prompt_id!r} has no "
-                                  "'inferences' list with pass rates")
+                                  f"'inferences' list with pass rates{' of ' + ', '.join(models) if models else ''}")
         try:
             out[prompt.prompt_id] = [float(item["pass_rate"]) for item in inferences]
         except (TypeError, KeyError, ValueError):

@@ -2,14 +2,19 @@
 
     from diffucoder.rl import RewardConfig, format_reward, score_completions
     from diffucoder.sandbox import Sandbox
-    format_reward("```python\\ndef f():\\n    return 1\\n```")        # 1.0
+    format_reward("```python\\ndef f():\\n    return 1\\n```")        # 1.0 (lenient)
+    format_reward("```python\\ndef f():\\n    return 1\\n```", rule="official")   # 0.0: no final newline
     with Sandbox(timeout_s=5) as sandbox:
         rewards = score_completions(sandbox, texts, [task.test] * len(texts),
                                     [task.entry_point] * len(texts), RewardConfig())
     [(r.format, r.code, r.total, r.verdict) for r in rewards]
 
-The answer is the text up to the first ``<|im_end|>`` (as evaluation reads it). Its format
-reward is
+Two format rules (``reward.format_rule``). ``official`` is the released trainer's: the WHOLE
+decoded completion (special tokens skipped) must be optional text without triple backticks, a
+fence tagged exactly ``python`` and a newline, code without triple backticks, and a closing fence
+and one newline at the very end; 1.0 if the stripped code of the first ``python`` block parses
+(an empty block parses), 0.5 if not, else 0. ``lenient`` (the project's) reads the answer up to
+the first ``<|im_end|>`` (as evaluation does) and gives
 
 * 1.0 when it holds exactly one fenced code block — an opening fence with no tag or a
   lower-case python tag (```` ```python ````, ```` ```py ````, ```` ```python3 ````) ending its line, a closing
@@ -19,7 +24,11 @@ reward is
   the answer must be unambiguous), or a block tagged with another language.
 
 The code reward is the fraction of the task's tests that pass in the sandbox, computed only
-when the format reward is 1 (else 0, and nothing runs). The sandbox decides passes in its
+when the format reward is 1 (else 0, and nothing runs). ``reward.test_runs``: ``together`` runs the
+program once against all its tests (one ``reward.timeout_s`` limit); ``each`` runs every test as
+its own program run with its own ``reward.test_timeout_s`` limit (5 s), and a completion with a
+test that timed out gets code reward 0 — the released trainer's semantics (``python3 -c code +
+case`` per test case), minus its flaw: there a test passes when the process exits 0. The sandbox decides passes in its
 trusted parent (``diffucoder.sandbox``): exiting early, always-equal objects, printed
 markers and patched builtins never pass. Its denominator is the number of tests the task
 has: one per top-level assert statement or ``TestCase``; for a HumanEval-style
@@ -45,12 +54,24 @@ from diffucoder.training.chat import IM_END
 ONE_BLOCK_RE = re.compile(r"\A(?:(?!```).)*```(?:python3|python|py)?[ \t]*\n"
                           r"(?P<code>(?:(?!```).)*)```(?:(?!```).)*\Z", re.DOTALL)
 NOT_RUN = "not_run"   # the verdict of a completion whose format reward is not 1
+FORMAT_RULES = ("lenient", "official")
+TEST_RUNS = ("together", "each")
+# The released trainer's format (get_code_format_reward): text, ```python, code, ``` and a newline at the end.
+OFFICIAL_RE = re.compile(r"(?:(?!```)[\s\S])*?```python\n(?:(?!```)[\s\S])*?```\n", re.DOTALL)
+FIRST_PYTHON_BLOCK_RE = re.compile(r"```python\n(.*?)```", re.DOTALL)
 
 
 @dataclass
 class RewardConfig:
     format_weight: float = setting(0.5, min=0.0, help="weight of the format reward in the total")
     code_weight: float = setting(2.0, min=0.0, help="weight of the code reward (fraction of tests passed)")
+    format_rule: str = setting("lenient", choices=FORMAT_RULES,
+                               help="official: the released trainer's whole-completion rule; lenient: one fenced "
+                                    "block in the answer up to <|im_end|> (bare / py fences, text after it)")
+    test_runs: str = setting("together", choices=TEST_RUNS,
+                             help="together: one run of the program against all tests; each: one run per test "
+                                  "with its own test_timeout_s, a timeout gives the completion 0 (released)")
+    test_timeout_s: float = setting(5.0, min=0.05, max=3600.0, help="test_runs=each: the limit of one test's run")
 
 
 @dataclass
@@ -81,24 +102,38 @@ class Reward:
     verdict: str         # the sandbox verdict ("pass", "fail", "error", ...) or "not_run"
 
 
-def answer_code(text: str) -> str | None:
-    """The code of the answer's single fenced python block; None if the answer has no such block."""
+def answer_code(text: str, rule: str = "lenient") -> str | None:
+    """The code the answer's format rule accepts (``official``: the first ``python`` block of a
+    completion that matches as a whole; ``lenient``: the single fenced block before ``<|im_end|>``);
+    None when the rule finds none."""
+    if rule == "official":
+        if not OFFICIAL_RE.fullmatch(text):
+            return None
+        return FIRST_PYTHON_BLOCK_RE.search(text).group(1)
+    if rule != "lenient":
+        raise DiffucoderError(f"format rule: must be one of {list(FORMAT_RULES)}, got {rule!r}")
     match = ONE_BLOCK_RE.match(text.split(IM_END, 1)[0])
     return match.group("code") if match else None
 
 
-def format_reward(text: str) -> float:
-    """1.0: exactly one fenced python block that parses; 0.5: one that does not; 0.0 otherwise."""
-    code = answer_code(text)
-    if code is None:
-        return 0.0
-    if not code.strip():
-        return 0.5
+def _parses(code: str) -> bool:
     try:
         ast.parse(code)
     except (SyntaxError, ValueError):  # ValueError: null bytes in the source
-        return 0.5
-    return 1.0
+        return False
+    return True
+
+
+def format_reward(text: str, rule: str = "lenient") -> float:
+    """1.0: the rule's python block parses; 0.5: it does not; 0.0: no block the rule accepts.
+    (``lenient`` also gives 0.5 to an empty block; ``official`` parses the stripped code, and an
+    empty block parses.)"""
+    code = answer_code(text, rule)
+    if code is None:
+        return 0.0
+    if rule == "official":
+        return 1.0 if _parses(code.strip()) else 0.5
+    return 1.0 if code.strip() and _parses(code) else 0.5
 
 
 def _as_tests(tests: str | list, index: int) -> str | list[TestCase]:
@@ -109,6 +144,20 @@ def _as_tests(tests: str | list, index: int) -> str | list[TestCase]:
         return tests if isinstance(tests, str) else list(tests)
     raise DiffucoderError(f"score_completions: tests[{index}] must be assert / check() source, a list of assert "
                           f"lines or a list of TestCase, got {type(tests).__name__}")
+
+
+def split_tests(tests: str | list[TestCase]) -> list[str | list[TestCase]]:
+    """One test set per test, for ``test_runs: each``: every top-level ``assert`` of assert source
+    (with the source's other top-level statements, e.g. imports, kept in each), every ``TestCase``;
+    a HumanEval ``check(candidate)`` stays one run."""
+    if not isinstance(tests, str):
+        return [[case] for case in tests]
+    tree = ast.parse(tests)
+    asserts = [node for node in tree.body if isinstance(node, ast.Assert)]
+    if not asserts or any(isinstance(node, ast.FunctionDef) and node.name == "check" for node in tree.body):
+        return [tests]
+    setup = [ast.get_source_segment(tests, node) for node in tree.body if not isinstance(node, ast.Assert)]
+    return ["\n".join([*setup, ast.get_source_segment(tests, node)]) + "\n" for node in asserts]
 
 
 def planned_test_count(tests: str | list[TestCase], entry_point: str | None) -> int:
@@ -125,12 +174,14 @@ def planned_test_count(tests: str | list[TestCase], entry_point: str | None) -> 
 
 def score_completions(sandbox: Sandbox, completions: Sequence[str], tests: Sequence[str | list[TestCase]],
                       entry_points: Sequence[str | None], cfg: RewardConfig) -> list[Reward]:
-    """One ``Reward`` per completion; the well-formatted ones run concurrently in ``sandbox``."""
+    """One ``Reward`` per completion; the well-formatted ones run concurrently in ``sandbox``.
+    ``completions`` are the texts ``cfg.format_rule`` reads (``official``: whole decoded completions)."""
     if isinstance(completions, str) or not len(completions) == len(tests) == len(entry_points):
         raise DiffucoderError(f"score_completions: need one test set and entry point per completion; got "
                               f"{len(completions)} completions, {len(tests)} tests, {len(entry_points)} entry points")
-    formats = [format_reward(text) for text in completions]
-    jobs, planned = [], []
+    formats = [format_reward(text, cfg.format_rule) for text in completions]
+    runs: list[list[tuple]] = []   # per completion that runs: its sandbox jobs (one, or one per test)
+    planned = []
     for index, (text, fmt) in enumerate(zip(completions, formats)):
         if fmt != 1.0:
             continue
@@ -139,15 +190,24 @@ def score_completions(sandbox: Sandbox, completions: Sequence[str], tests: Seque
             planned.append(planned_test_count(task_tests, entry_points[index]))
         except SandboxError as err:
             raise DiffucoderError(f"score_completions: the tests of completion {index} cannot run: {err}") from None
-        jobs.append((answer_code(text), task_tests, entry_points[index]))
-    results = iter(zip(sandbox.run_many(jobs) if jobs else [], planned))
+        code = answer_code(text, cfg.format_rule)
+        parts = split_tests(task_tests) if cfg.test_runs == "each" else [task_tests]
+        runs.append([(code, part, entry_points[index]) for part in parts])
+    timeout = cfg.test_timeout_s if cfg.test_runs == "each" else None
+    flat = sandbox.run_many([job for jobs in runs for job in jobs], timeout_s=timeout) if runs else []
+    results = iter(flat)
+    outcomes = iter(zip([[next(results) for _ in jobs] for jobs in runs], planned))
     rewards = []
     for fmt in formats:
         passed, total, verdict = 0, 0, NOT_RUN
         if fmt == 1.0:
-            result, count = next(results)
-            passed = sum(outcome.verdict is Verdict.PASS for outcome in result.tests)
-            total, verdict = max(count, len(result.tests)), result.verdict.value
+            parts, count = next(outcomes)
+            passed = sum(outcome.verdict is Verdict.PASS for result in parts for outcome in result.tests)
+            total = max(count, sum(len(result.tests) for result in parts))
+            worst = [r.verdict for r in parts if r.verdict is not Verdict.PASS]
+            verdict = (worst[0] if worst else Verdict.PASS).value
+            if cfg.test_runs == "each" and Verdict.TIMEOUT in worst:
+                passed = 0   # the released semantics: a test that times out fails the whole completion
         code = passed / total if total else 0.0
         rewards.append(Reward(format=fmt, code=code, total=cfg.format_weight * fmt + cfg.code_weight * code,
                               tests_passed=passed, tests_total=total, verdict=verdict))

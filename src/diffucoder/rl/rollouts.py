@@ -38,20 +38,25 @@ class Rollouts:
     completion_ids: torch.Tensor        # (N*G, C)
     mask: torch.Tensor                  # (N*G, C) bool: completion up to and including the first end token
     texts: list[str]                    # decoded completions, cut at the first end token
+    full_texts: list[str]               # the whole completions decoded, special tokens skipped (as the
+                                        # released trainer reads them for its format rule)
 
     @property
     def rows(self) -> int:
         return self.completion_ids.shape[0]
 
-    def answers(self) -> list[str]:
-        """What is scored: each completion up to the end of the assistant turn."""
+    def answers(self, format_rule: str = "lenient") -> list[str]:
+        """What ``format_rule`` scores: the whole decoded completion (``official``), or each completion
+        up to the end of the assistant turn (``lenient``)."""
+        if format_rule == "official":
+            return list(self.full_texts)
         return [text.split(IM_END, 1)[0] for text in self.texts]
 
     def select(self, rows: slice) -> "Rollouts":
         """Rows ``rows`` (whole groups or not) with the pad columns they all share dropped."""
         ids, attention = trim_left_padding(self.prompt_ids[rows], self.prompt_attention[rows])
         return Rollouts(self.prompts, self.group_size, ids, attention, self.completion_ids[rows],
-                        self.mask[rows], self.texts[rows])
+                        self.mask[rows], self.texts[rows], self.full_texts[rows])
 
 
 def trim_left_padding(ids: torch.Tensor, attention: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,13 +68,18 @@ def trim_left_padding(ids: torch.Tensor, attention: torch.Tensor) -> tuple[torch
 
 @torch.no_grad()
 def generate_rollouts(model, tokenizer, prompts: Sequence[RLPrompt], group_size: int, sampling: SamplingConfig,
-                      generator: torch.Generator, end_ids: Sequence[int], batch_size: int = 0) -> Rollouts:
-    """``group_size`` completions of every prompt, decoded ``batch_size`` rows at a time (0 = all)."""
+                      generator: torch.Generator, end_ids: Sequence[int], batch_size: int = 0,
+                      prompt_budget: int = 0) -> Rollouts:
+    """``group_size`` completions of every prompt, decoded ``batch_size`` rows at a time (0 = all).
+    ``prompt_budget`` > 0 keeps each prompt's last that many tokens (the released trainer's
+    ``prompt_ids[:, -max_prompt_length:]`` on the left-padded batch)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     texts = [p.text for p in prompts for _ in range(group_size)]
     ids, attention = encode_prompts(tokenizer, texts, add_special_tokens=False)
+    if prompt_budget:
+        ids, attention = ids[:, -prompt_budget:], attention[:, -prompt_budget:]
     chunk = batch_size or len(texts)
     completions = []
     try:
@@ -83,15 +93,16 @@ def generate_rollouts(model, tokenizer, prompts: Sequence[RLPrompt], group_size:
     completion_ids = torch.cat(completions)
     mask = completion_mask(completion_ids, end_ids)
     decoded = decode_completions(tokenizer, completion_ids, prompt_lengths=0, stop=list(end_ids))
+    whole = tokenizer.batch_decode(completion_ids, skip_special_tokens=True)
     return Rollouts(list(prompts), group_size, ids.to(device), attention.to(device), completion_ids.to(device),
-                    mask.to(device), decoded)
+                    mask.to(device), decoded, whole)
 
 
 def score_rollouts(sandbox, batch: Rollouts, cfg: RewardConfig) -> list[Reward]:
     """One ``Reward`` per row: format of the answer, share of the prompt's tests that pass."""
     tests = [p.tests for p in batch.prompts for _ in range(batch.group_size)]
     entries = [p.entry_point for p in batch.prompts for _ in range(batch.group_size)]
-    return score_completions(sandbox, batch.answers(), tests, entries, cfg)
+    return score_completions(sandbox, batch.answers(cfg.format_rule), tests, entries, cfg)
 
 
 def seed_of(*parts: int) -> int:
