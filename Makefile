@@ -14,7 +14,7 @@ OUT    ?= runs/demo
 export DS_BUILD_OPS = 0
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: setup demo test bench compile chart-sync constraints clean
+.PHONY: setup demo test bench compile chart-sync constraints image-requirements clean
 
 setup: $(STAMP) $(TOOLS_STAMP)
 
@@ -40,7 +40,7 @@ test: setup
 
 # After changing the pipeline: recompile, then copy it into the chart and the kustomize base.
 compile: setup
-	$(BIN)/diffucoder pipeline compile
+	$(BIN)/diffucoder pipeline compile --output-dir pipelines/compiled
 	$(BIN)/python manifests/chart_sync.py
 
 chart-sync: setup
@@ -48,8 +48,13 @@ chart-sync: setup
 
 # Re-pin constraints.txt from the working venv (after adding a dependency).
 constraints: setup
-	{ sed -n '1,4p' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable | grep -v '^torch==' | sort -f; } > constraints.txt.new
+	{ sed -n '1,4p' constraints.txt; $(BIN)/python -m pip freeze --all --exclude-editable | grep -v -e '^torch==' -e '^pip==' | sort -f; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt
+
+# Re-pin each image's Python install (images/<name>/requirements.txt, from its requirements.in and
+# constraints.txt) after changing one of those or pyproject.toml's dependencies.
+image-requirements: $(STAMP)
+	$(BIN)/python images/requirements.py
 
 bench: setup
 	$(BIN)/python benchmarks/curate.py --input $$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')

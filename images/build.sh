@@ -5,7 +5,7 @@
 #   images/build.sh --push serve         # build and push one
 #   images/build.sh --dry-run            # print the commands only
 #
-# Registry: $DIFFUCODER_IMAGE_REGISTRY, default the project's (diffucoder.kube.image_ref names
+# Registry: $DIFFUCODER_IMAGE_REGISTRY, default the project's (diffucoder.kube.config.image_ref names
 # every image: the components, the cluster jobs and this script). $DOCKER picks the client.
 set -euo pipefail
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import matplotlib
+import matplotlib.pyplot as plt
+
 
 def pyplot():
-    """``matplotlib.pyplot`` on the Agg backend (no display on servers and in pods)."""
-    import matplotlib
+    """``matplotlib.pyplot`` on the Agg backend (no display on servers and in pods). The backend
+    is chosen here, when a report draws, not at import: importing this module changes nothing."""
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     return plt
 
 

@@ -77,7 +77,7 @@ def diffucoder_pipeline(
     deploy_overrides: list = [],  # noqa: B006
 ):
     common = dict(preset=preset, store_root=store_root, run_name=run_name, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
-    training = dict(launcher=training_launcher, cluster=cluster_overrides)
+    training = dict(launcher=training_launcher, cluster=cluster_overrides, store_secret=store_secret)
     pool = (step_node_selector, step_tolerations)
 
     curate_task = curate(input_uri=curate_input, overrides=curate_overrides, start_stage=start_stage, **common)

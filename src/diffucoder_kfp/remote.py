@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import kfp
 import yaml
 
 from diffucoder.errors import DiffucoderError
@@ -57,8 +58,6 @@ def version_from_filename(path: str | os.PathLike, pipeline_name: str) -> str:
 
 def make_client(host: str, namespace: str | None = None, token_file: str | None = None):
     """A ``kfp.Client`` for ``host``; the token comes from a file, never the command line."""
-    import kfp
-
     token = None
     token_file = token_file or os.environ.get(TOKEN_ENV)
     if token_file:

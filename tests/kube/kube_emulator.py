@@ -3,6 +3,7 @@
     with Cluster() as cluster:                 # kmock's KubernetesEmulator on 127.0.0.1
         api = cluster.api_client()             # a kubernetes.client.ApiClient for it
         cluster.on_fetch(TRAINJOBS, step1, step2, ...)   # a fake controller, one step per GET
+        cluster.last_version(TRAINJOBS, "ml-team", "r1-pretrain")   # as stored, even once deleted
         cluster.write_kubeconfig(path)         # for code that builds its own client
         assert cluster.invalid_objects() == [] # every CRD object ever stored, schema-checked
 
@@ -31,8 +32,9 @@ TRAINJOBS = "trainer.kubeflow.org/v1alpha1/trainjobs"
 PYTORCHJOBS = "kubeflow.org/v1/pytorchjobs"
 ISVCS = "serving.kserve.io/v1beta1/inferenceservices"
 RUNTIMES = "serving.kserve.io/v1alpha1/servingruntimes"
+TRAINING_RUNTIMES = "trainer.kubeflow.org/v1alpha1/trainingruntimes"
 PODS = "v1/pods"
-CRDS = (TRAINJOBS, PYTORCHJOBS, ISVCS, RUNTIMES)
+CRDS = (TRAINJOBS, PYTORCHJOBS, ISVCS, RUNTIMES, TRAINING_RUNTIMES)
 
 
 def plain(value: Any) -> Any:
@@ -111,6 +113,17 @@ class Cluster:
             except KeyError:
                 return None
             return None if obj.deleted else plain(obj.raw)
+        return self._call(read())
+
+    def last_version(self, resource: str, namespace: str, name: str) -> dict | None:
+        """The object as last stored, even if it has since been deleted (None: never stored)."""
+        async def read():
+            try:
+                obj = self.handler.objects[resource, namespace, name]
+            except KeyError:
+                return None
+            versions = [v for v in obj.history if v is not None]
+            return plain(versions[-1]) if versions else None
         return self._call(read())
 
     def put(self, resource: str, obj: dict) -> None:

@@ -11,8 +11,9 @@ from diffucoder.kube import (JOB_KINDS, LaunchCancelled, LaunchError, TrainingJo
 from diffucoder.stages.cluster import job_command
 from diffucoder.stages.registry import stage
 from diffucoder.stages.training import wiring
-from diffucoder.kube.objects import SPEC_HASH, spec_hash, stamp
-from kube_emulator import (PYTORCHJOBS, TRAINJOBS, add_pod, condition, log_lines, pod, set_status)
+from diffucoder.kube.objects import RUN_ID, SPEC_HASH, spec_hash, stamp
+from kube_emulator import (PYTORCHJOBS, TRAINING_RUNTIMES, TRAINJOBS, add_pod, condition, log_lines, pod,
+                           set_status)
 
 NS = "ml-team"
 FAST = {"timeout_s": 5.0, "poll_s": 0.01}
@@ -20,12 +21,12 @@ RESOURCES = {"trainjob": TRAINJOBS, "pytorchjob": PYTORCHJOBS}
 KIND_NAMES = {"trainjob": "TrainJob", "pytorchjob": "PyTorchJob"}
 
 
-def job(kind: str = "trainjob", name: str = "r1-pretrain", steps: int = 10) -> dict:
+def job(kind: str = "trainjob", name: str = "r1-pretrain", steps: int = 10, run_id: str = "") -> dict:
     values = wiring(stage("pretrain"), store_root="s3://diffucoder", run_name="r1",
                     data_uri="s3://diffucoder/runs/r1/curated")
     spec = TrainingJobSpec(name=name, namespace=NS, image="ghcr.io/x/diffucoder-train:0.1.0",
                            command=job_command(stage("pretrain"), "tiny-cpu", values, [f"train.steps={steps}"]),
-                           nodes=2, cpu="2", memory="4Gi")
+                           nodes=2, cpu="2", memory="4Gi", run_id=run_id)
     return render_job(spec, kind)
 
 
@@ -240,3 +241,128 @@ def test_without_the_right_to_read_pods_it_follows_the_status_alone(cluster):
     log = Log()
     assert launch(job(), api_client=cluster.api_client(), log=log, **FAST).created
     assert sum("cannot read the job's pods or logs (403" in line for line in log) == 1
+
+
+# -- a retry of this run, or a new run reusing the run name ---------------------------------------
+
+
+def left_by(run_id: str, state: str) -> dict:
+    """The job an earlier launch left: created by run ``run_id`` ("" = no run id), now ``state``."""
+    old = stamp(job(run_id=run_id))
+    if state != "running":
+        ctype = "Complete" if state == "succeeded" else "Failed"
+        old["status"] = {"conditions": [condition(ctype, "Done" if state == "succeeded" else "Failed")]}
+    return old
+
+
+def test_a_retry_of_the_same_run_adopts_its_finished_job(cluster):
+    cluster.put(TRAINJOBS, left_by("run-a", "succeeded"))
+    log = Log()
+    result = launch(job(run_id="run-a"), api_client=cluster.api_client(), log=log, **FAST)
+    assert not result.created and any("adopted" in line for line in log)
+    assert not cluster.requests("DELETE")
+
+
+@pytest.mark.parametrize("state", ["succeeded", "failed"])
+@pytest.mark.parametrize("before", ["run-a", ""])
+def test_a_new_run_replaces_a_finished_job_instead_of_inheriting_it(cluster, state, before):
+    cluster.put(TRAINJOBS, left_by(before, state))
+    cluster.on_fetch(TRAINJOBS, lambda c, obj: None, finish("trainjob"))
+    log = Log()
+    result = launch(job(run_id="run-b"), api_client=cluster.api_client(), log=log, **FAST)
+    # Before the fix the completed job was adopted: the step "succeeded" without training.
+    assert result.created
+    assert len(cluster.requests("DELETE", TRAINJOBS)) == 1 and len(cluster.requests("POST", TRAINJOBS)) == 2
+    live = cluster.get(TRAINJOBS, NS, "r1-pretrain")
+    assert live["metadata"]["annotations"][RUN_ID] == "run-b"
+    assert live["status"]["conditions"][0]["type"] == "Complete"
+    other = f"run {before}" if before else "a launch outside a pipeline run (no run id)"
+    assert any(f"finished job ({state}) of {other}; this is run run-b" in line for line in log)
+
+
+@pytest.mark.parametrize("before", ["run-a", ""])
+def test_a_running_job_of_another_run_is_an_error_and_is_left_alone(cluster, before):
+    cluster.put(TRAINJOBS, left_by(before, "running"))
+    with pytest.raises(LaunchError, match=r"belongs to .* has not finished \(running\); this is run run-b.*"
+                                          "another run_name"):
+        launch(job(run_id="run-b"), api_client=cluster.api_client(), log=Log(), **FAST)
+    assert not cluster.requests("DELETE")
+    assert cluster.get(TRAINJOBS, NS, "r1-pretrain")["metadata"].get("annotations", {}).get(RUN_ID, "") == before
+
+
+# -- pods the scheduler cannot place ------------------------------------------------------------
+
+
+def test_pods_unschedulable_too_long_fail_with_the_schedulers_reason_and_delete_the_job(cluster):
+    reason = "0/3 nodes are available: 3 Insufficient nvidia.com/gpu. preemption: 0/3 nodes are available"
+    unschedulable = condition("PodScheduled", "Unschedulable", reason, status="False")
+    cluster.on_fetch(TRAINJOBS, lambda c, obj: add_pod(c, master("trainjob", phase="Pending",
+                                                                 conditions=[unschedulable])))
+    with pytest.raises(LaunchError) as err:
+        launch(job(), api_client=cluster.api_client(), log=Log(), timeout_s=30, poll_s=0.01,
+               unschedulable_after_s=0.2)
+    text = str(err.value)
+    assert "cannot be scheduled: pod r1-pretrain-node-0-0-abcde: Unschedulable" in text
+    assert "3 Insufficient nvidia.com/gpu" in text and "training.unschedulable_after_s" in text
+    assert "deleted the job" in text and "timed out" not in text
+    assert cluster.get(TRAINJOBS, NS, "r1-pretrain") is None
+
+
+def test_pods_placed_before_the_limit_carry_on(cluster):
+    unschedulable = condition("PodScheduled", "Unschedulable", "waiting for a node", status="False")
+    cluster.on_fetch(TRAINJOBS,
+                     lambda c, obj: add_pod(c, master("trainjob", phase="Pending", conditions=[unschedulable])),
+                     start_pods("trainjob", log_lines(0, 2)), finish("trainjob"))
+    log = Log()
+    result = launch(job(), api_client=cluster.api_client(), log=log, unschedulable_after_s=30, **FAST)
+    assert result.created and log.training == ["step 0", "step 1"]
+    assert any("Unschedulable (waiting for a node)" in p for p in result.problems)
+
+
+# -- clean-up after success ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["trainjob", "pytorchjob"])
+def test_delete_after_success_removes_the_job_once_its_log_is_read(cluster, kind):
+    cluster.on_fetch(RESOURCES[kind], start_pods(kind, log_lines(0, 2)),
+                     finish(kind, then=more_logs(kind, log_lines(2, 1))))
+    log = Log()
+    launch(job(kind), api_client=cluster.api_client(), log=log, delete_after_success=True, **FAST)
+    assert log.training == ["step 0", "step 1", "step 2"]
+    assert cluster.get(RESOURCES[kind], NS, "r1-pretrain") is None
+    assert len(cluster.requests("DELETE", RESOURCES[kind])) == 1
+
+
+# -- gang scheduling of a TrainJob ----------------------------------------------------------------
+
+
+def training_runtime(pod_group_policy: dict | None) -> dict:
+    spec = {"mlPolicy": {"numNodes": 1, "torch": {}},
+            "template": {"spec": {"replicatedJobs": [{"name": "node", "template": {"spec": {"template": {
+                "spec": {"containers": [{"name": "node", "image": "img"}]}}}}}]}}}
+    if pod_group_policy is not None:
+        spec["podGroupPolicy"] = pod_group_policy
+    return {"apiVersion": "trainer.kubeflow.org/v1alpha1", "kind": "TrainingRuntime",
+            "metadata": {"name": "diffucoder-torch", "namespace": NS}, "spec": spec}
+
+
+@pytest.mark.parametrize("policy", [{"coscheduling": {"scheduleTimeoutSeconds": 300}}, {"volcano": {}}])
+def test_gang_scheduling_launches_on_a_runtime_with_a_pod_group_policy(cluster, policy):
+    cluster.put(TRAINING_RUNTIMES, training_runtime(policy))
+    cluster.on_fetch(TRAINJOBS, finish("trainjob"))
+    log = Log()
+    assert launch(job(), api_client=cluster.api_client(), log=log, gang_scheduling=True, **FAST).created
+    assert any(f"has podGroupPolicy {sorted(policy)}" in line for line in log)
+
+
+@pytest.mark.parametrize("runtime, message", [
+    (training_runtime(None), "has no podGroupPolicy.*trainer.runtime.podGroupPolicy"),
+    (training_runtime({}), "has no podGroupPolicy"),
+    (None, "cannot read TrainingRuntime diffucoder-torch.*404"),
+])
+def test_gang_scheduling_fails_closed_before_creating_anything(cluster, runtime, message):
+    if runtime is not None:
+        cluster.put(TRAINING_RUNTIMES, runtime)
+    with pytest.raises(LaunchError, match=message):
+        launch(job(), api_client=cluster.api_client(), log=Log(), gang_scheduling=True, **FAST)
+    assert not cluster.requests("POST", TRAINJOBS)

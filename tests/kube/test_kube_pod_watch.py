@@ -1,5 +1,9 @@
-"""Pod problems and log de-duplication, on plain pod dicts and a stub log reader."""
-from diffucoder.kube.pod_watch import LogFollower, _split_timestamp, pod_problems
+"""Pod problems, their time limits and log de-duplication, on plain pod dicts and stub readers."""
+import json
+from types import SimpleNamespace
+
+from diffucoder.kube import JOB_KINDS, pod_watch
+from diffucoder.kube.pod_watch import SCHEDULE, LogFollower, PodWatch, _split_timestamp, pod_problems
 from kube_emulator import condition, pod
 
 
@@ -60,3 +64,54 @@ def test_each_line_once_across_overlapping_reads_even_with_equal_timestamps():
     assert out[-1] == "again" and any("following the log of pod m2" in line for line in out)
     follower.read(pod("m3", "ns", {}, phase="Pending"))  # not started: nothing is read
     assert len(core.calls) == 4
+
+
+def test_only_a_pod_the_scheduler_cannot_place_counts_as_unschedulable():
+    unschedulable = pod("p", "ns", {}, phase="Pending", conditions=[
+        condition("PodScheduled", "Unschedulable", "0/4 nodes are available: 4 Insufficient nvidia.com/gpu",
+                  status="False")])
+    (problem,) = pod_problems(unschedulable)
+    assert (problem.reason, problem.category) == ("Unschedulable", SCHEDULE)
+    # Held by a scheduling gate (e.g. Kueue's topology-aware scheduling): waiting on purpose.
+    gated = pod("p", "ns", {}, phase="Pending", conditions=[
+        condition("PodScheduled", "SchedulingGated", "scheduling gates present", status="False")])
+    assert [(p.reason, p.category) for p in pod_problems(gated)] == [("SchedulingGated", "")]
+
+
+class StubPods(StubCore):
+    """Also answers list_namespaced_pod with ``self.items`` (raw JSON, as the watch reads it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.items: list[dict] = []
+
+    def list_namespaced_pod(self, namespace, label_selector, _preload_content):
+        return SimpleNamespace(data=json.dumps({"items": self.items}))
+
+
+def test_each_kind_of_lasting_problem_has_its_own_limit(monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(pod_watch.time, "monotonic", lambda: clock[0])
+    core, info = StubPods(), JOB_KINDS["TrainJob"]
+    watch = PodWatch(core, "ns", info, "r1", log=lambda line: None)
+    labels = info.master_selector("r1")
+    pending = condition("PodScheduled", "Unschedulable", "0/4 nodes: Insufficient nvidia.com/gpu", status="False")
+    core.items = [pod("r1-node-0-0-a", "ns", labels, phase="Pending", conditions=[pending])]
+    watch.poll()
+    clock[0] += 700   # past the 600 s of a pod that cannot start, short of the hour to be placed
+    watch.poll()
+    assert watch.fatal(600, unschedulable_after_s=3600) is None
+    clock[0] += 3000
+    watch.poll()
+    stuck = watch.fatal(600, unschedulable_after_s=3600)
+    assert stuck is not None and stuck.category == SCHEDULE and "Insufficient nvidia.com/gpu" in stuck.message
+    # Placed at last: the timer stops.
+    core.items = [pod("r1-node-0-0-a", "ns", labels)]
+    watch.poll()
+    assert watch.fatal(0, unschedulable_after_s=0) is None
+    # A bad image keeps the shorter limit.
+    pulling = {"waiting": {"reason": "ImagePullBackOff", "message": "manifest unknown"}}
+    core.items = [pod("r1-node-0-0-a", "ns", labels, phase="Pending", state=pulling)]
+    watch.poll()
+    clock[0] += 601
+    assert watch.fatal(600, unschedulable_after_s=3600).reason == "ImagePullBackOff"

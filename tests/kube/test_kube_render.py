@@ -10,7 +10,7 @@ from diffucoder.kube import (InferenceSpec, ServingRuntimeSpec, TrainingJobSpec,
 from diffucoder.stages.cluster import job_command
 from diffucoder.stages.registry import stage
 from diffucoder.stages.training import as_overrides, wiring
-from diffucoder.kube.objects import merge_patch, safe_name, write_manifest
+from diffucoder.kube.objects import merge_patch, safe_name, spec_hash, write_manifest
 from diffucoder.kube.pods import S3_SECRET_KEYS
 from kube_emulator import validation_errors
 
@@ -115,10 +115,55 @@ def test_the_schema_check_is_not_vacuous():
     ({"image": "has space"}, "image"),
     ({"checkpoint_mount": "tmp"}, "mount path 'tmp'"),
     ({"env": {"1BAD": "x"}}, "env"),
+    ({"queue_name": "Team Queue"}, "queue_name"),
+    ({"schedule_timeout_s": 60}, "schedule_timeout_s: only with gang_scheduling"),
+    ({"gang_scheduling": True, "schedule_timeout_s": 60}, "its runtime's podGroupPolicy"),
 ])
 def test_bad_specs_are_named(change, message):
     with pytest.raises(DiffucoderError, match=message):
         render_trainjob(spec(**change))
+
+
+@pytest.mark.parametrize("render", [render_trainjob, render_pytorchjob])
+def test_every_pod_opts_out_of_istio_unless_told_not_to(render):
+    job = render(spec())
+    assert pod_template(job)["metadata"]["annotations"] == {"sidecar.istio.io/inject": "false"}
+    if job["kind"] == "PyTorchJob":
+        worker = job["spec"]["pytorchReplicaSpecs"]["Worker"]["template"]
+        assert worker["metadata"]["annotations"] == {"sidecar.istio.io/inject": "false"}
+    assert validation_errors(job) == []
+    assert "annotations" not in pod_template(render(spec(istio_sidecar_opt_out=False)))["metadata"]
+
+
+@pytest.mark.parametrize("render", [render_trainjob, render_pytorchjob])
+def test_run_id_and_kueue_queue_label_the_job_not_its_pods(render):
+    job = render(spec(run_id="0b5a2f3e-7d1c-4c1e-9f00-1234567890ab", queue_name="team-gpu"))
+    meta = job["metadata"]
+    assert meta["labels"]["kueue.x-k8s.io/queue-name"] == "team-gpu"
+    assert meta["labels"]["diffucoder.io/run-id"] == "0b5a2f3e-7d1c-4c1e-9f00-1234567890ab"
+    assert meta["annotations"] == {"diffucoder.io/run-id": "0b5a2f3e-7d1c-4c1e-9f00-1234567890ab"}
+    pod_labels = pod_template(job)["metadata"]["labels"]
+    assert "kueue.x-k8s.io/queue-name" not in pod_labels and "diffucoder.io/run-id" not in pod_labels
+    assert validation_errors(job) == []
+    # Not in the spec: two runs render the same spec (the launcher compares run ids itself).
+    other = render(spec(run_id="another-run"))
+    assert spec_hash(other) == spec_hash(job) and other["metadata"]["annotations"] != meta["annotations"]
+    # A run id that is no label value is kept exactly in the annotation.
+    odd = render(spec(run_id="run #7/retry"))
+    assert odd["metadata"]["annotations"]["diffucoder.io/run-id"] == "run #7/retry"
+    assert odd["metadata"]["labels"]["diffucoder.io/run-id"] == "run-7-retry"
+    assert "labels" in render(spec())["metadata"] and "annotations" not in render(spec())["metadata"]
+
+
+def test_pytorchjob_gang_scheduling_asks_for_every_replica():
+    job = render_pytorchjob(spec(gang_scheduling=True, schedule_timeout_s=600))
+    assert job["spec"]["runPolicy"]["schedulingPolicy"] == {"minAvailable": 3, "scheduleTimeoutSeconds": 600}
+    assert validation_errors(job) == []
+    assert "schedulingPolicy" not in render_pytorchjob(spec())["spec"]["runPolicy"]
+    assert render_pytorchjob(spec(gang_scheduling=True))["spec"]["runPolicy"]["schedulingPolicy"] == \
+        {"minAvailable": 3}
+    # A TrainJob's gang policy is its runtime's: nothing in the job (the launcher checks the runtime).
+    assert render_trainjob(spec(gang_scheduling=True)) == render_trainjob(spec())
 
 
 def test_the_command_reads_back_through_the_stage_cli():

@@ -5,7 +5,8 @@
 
 Rules: base images pinned to a version tag (never ``latest``); the final USER a numeric
 non-zero uid; no credential-looking ENV/ARG; ``pip install`` with ``--no-cache-dir`` and,
-for the project, ``-c constraints.txt``; apt installs without recommends and with their
+for the project, ``-c constraints.txt`` or ``--no-deps`` (its dependencies already installed
+from a pinned requirements file); apt installs without recommends and with their
 lists removed in the same layer.
 """
 from __future__ import annotations
@@ -71,9 +72,9 @@ def rule_violations(text: str) -> list[str]:
                     if "--no-cache-dir" not in command:
                         problems.append(f"pip install without --no-cache-dir: {command.strip()}")
                     if re.search(r"\s\.(\[|\s|\"|$)|\"\.\[", command) and "-c constraints.txt" \
-                            not in command:
-                        problems.append(f"project installed without -c constraints.txt: "
-                                        f"{command.strip()}")
+                            not in command and "--no-deps" not in command:
+                        problems.append(f"project installed without -c constraints.txt (or --no-deps "
+                                        f"after a pinned requirements file): {command.strip()}")
                 if "apt-get install" in command and "--no-install-recommends" not in command:
                     problems.append("apt-get install without --no-install-recommends")
             if "apt-get install" in args and "rm -rf /var/lib/apt/lists" not in args:

@@ -106,11 +106,13 @@ def test_minio_digest_pins_the_image_and_optional_parts_can_be_switched_off():
                        "pipelineUpload": {"enabled": False}, "networkPolicies": {"enabled": False}})
     image = rendered.find("StatefulSet", "diffucoder-minio")["spec"]["template"]["spec"][
         "containers"][0]["image"]
-    assert image.endswith(f":RELEASE.2025-04-22T22-12-26Z@{digest}")
+    tag = yaml.safe_load((CHART_DIR / "values.yaml").read_text())["minio"]["image"]["tag"]
+    assert image.endswith(f":{tag}@{digest}")
     kinds = {k for k, _ in rendered.kinds_names()}
     assert not kinds & {"ServingRuntime", "TrainingRuntime"}
-    switched_off = {("Job", "diffucoder-pipeline-upload"), ("ConfigMap", "diffucoder-pipeline"),
+    switched_off = {("ConfigMap", "diffucoder-pipeline"),
                     ("ServiceAccount", "diffucoder-kserve"), ("NetworkPolicy", "diffucoder-minio"),
                     ("NetworkPolicy", "diffucoder-jobs")}
     assert not rendered.kinds_names() & switched_off
+    assert not [n for _, n in rendered.kinds_names() if n.startswith("diffucoder-pipeline-upload")]
     assert ("NetworkPolicy", "diffucoder-sandbox-isolation") in rendered.kinds_names()

@@ -1,5 +1,8 @@
-"""images/: every image the components use has a linted Dockerfile and is built and tagged."""
+"""images/: every image the pipeline steps use has a linted Dockerfile that installs exactly its
+pinned requirements file (images/<name>/requirements.txt), and is built and tagged by
+images/build.sh. That the steps run in what it installs: test_step_contracts.py."""
 import importlib
+import json
 import os
 import re
 import subprocess
@@ -9,12 +12,16 @@ import yaml
 from platform_support import ROOT, tool
 from dockerfile_rules import instructions, rule_violations
 
-from diffucoder_kfp.components.images import ALL_IMAGES
+from contract_envs import image_names
 from diffucoder import __version__
+from diffucoder.kube.config import image_ref
 from tests.checkout import COMPILED_DIR
 
 IMAGES_DIR = ROOT / "images"
+ALL_IMAGES = {name: image_ref(name) for name in image_names()}   # images/<name>/Dockerfile
 DOCKERFILES = {name: IMAGES_DIR / name / "Dockerfile" for name in ALL_IMAGES}
+TORCH_INDEX = {"base": "https://download.pytorch.org/whl/cpu", "train": "https://download.pytorch.org/whl/cu128",
+               "serve": "https://download.pytorch.org/whl/cu128"}
 
 
 def pinned(package: str) -> str:
@@ -25,10 +32,9 @@ def pinned(package: str) -> str:
     raise AssertionError(f"{package} is not pinned in constraints.txt")
 
 
-def test_every_component_image_has_a_dockerfile_and_ignore_file():
+def test_every_image_has_a_dockerfile_and_ignore_file():
     assert set(ALL_IMAGES) == {"base", "train", "serve"}
     for name, path in DOCKERFILES.items():
-        assert path.is_file(), f"components/images.py names {name} but {path} is missing"
         ignore = [line.strip() for line in
                   path.with_name("Dockerfile.dockerignore").read_text().splitlines()
                   if line.strip() and not line.startswith("#")]
@@ -55,13 +61,15 @@ def component_images() -> dict[str, str]:
 
 def test_every_component_and_compiled_step_runs_a_project_image():
     images = component_images()
-    assert images, "no kfp components found under components/"
+    assert images, "no kfp components found under src/diffucoder_kfp/components/"
     unknown = {n: i for n, i in images.items() if i not in ALL_IMAGES.values()}
-    assert unknown == {}, "components must use an image from components/images.py"
-    for compiled in COMPILED_DIR.glob("*.yaml"):
-        executors = next(yaml.safe_load_all(compiled.read_text()))["deploymentSpec"]["executors"]
+    assert unknown == {}, "components must use an image of images/<name> (diffucoder.kube.config.image_ref)"
+    compiled = sorted(COMPILED_DIR.glob("*.yaml"))
+    assert compiled, f"no compiled pipeline in {COMPILED_DIR}"
+    for path in compiled:
+        executors = next(yaml.safe_load_all(path.read_text()))["deploymentSpec"]["executors"]
         used = {e["container"]["image"] for e in executors.values() if "container" in e}
-        assert used <= set(ALL_IMAGES.values()), (compiled.name, used)
+        assert used and used <= set(ALL_IMAGES.values()), (path.name, used)
 
 
 def test_hadolint_passes_on_every_dockerfile():
@@ -100,14 +108,82 @@ def test_pins_match_constraints_and_images_do_their_jobs():
         assert "COPY configs /opt/diffucoder/configs" in text, name
         assert "DIFFUCODER_CONFIGS=/opt/diffucoder/configs" in text, name
         assert "USER 10001:10001" in text and "--uid 10001" in text, name
-    assert f"ARG DEEPSPEED_VERSION={pinned('deepspeed')}" in texts["train"]
-    assert "download.pytorch.org/whl/cpu" in texts["base"]
     assert re.search(r"apt-get install[^&]*\bbubblewrap\b", texts["base"])
+    assert re.search(r"apt-get install[^&]*\bbubblewrap\b", texts["train"])  # evaluate on GPU presets
     assert 'EXPOSE 8080' in texts["serve"]
     assert 'CMD ["diffucoder", "serve", "--model", "/mnt/models", "--port", "8080"]' \
         in texts["serve"]
     # The ServingRuntime's args are the whole command: an ENTRYPOINT would be prepended.
     assert "ENTRYPOINT" not in {k for k, _ in instructions(texts["serve"])}
+
+
+@pytest.mark.parametrize("name", sorted(ALL_IMAGES))
+def test_dockerfile_installs_exactly_its_requirements_file(name):
+    """torch from the image's index, then images/<name>/requirements.txt with --no-deps (every
+    package at its constraints pin), then the project with --no-deps, then pip check: the
+    install the step contract tests reproduce (tests/platform/contract_envs.py)."""
+    steps = instructions(DOCKERFILES[name].read_text())
+    assert ("ARG", f"TORCH_INDEX_URL={TORCH_INDEX[name]}") in steps
+    assert ("COPY", f"images/{name}/requirements.txt ./requirements.txt") in steps
+    runs = [args for keyword, args in steps if keyword == "RUN" and "pip " in args]
+    commands = [c.strip() for args in runs for c in args.split("&&")]
+    assert [c for c in commands if c.startswith("pip ")] == [
+        'pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"',
+        "pip install --no-cache-dir --no-deps -r requirements.txt",
+        "pip install --no-cache-dir --no-deps .",
+        "pip check",
+    ]
+    order = [keyword + " " + args for keyword, args in steps]
+    requirements = next(i for i, s in enumerate(order) if "--no-deps -r requirements.txt" in s)
+    assert requirements < next(i for i, s in enumerate(order) if s == "COPY src ./src"), \
+        "the pinned install is a layer of its own, before the sources"
+
+
+def test_gpu_images_build_no_cuda_code():
+    """The train image is a CUDA runtime, not a toolkit: torch's cu128 wheels bring the CUDA
+    libraries and nothing is compiled, because DeepSpeed builds no op at install (DS_BUILD_OPS=0)
+    and the DeepSpeed configs use no op that DeepSpeed would JIT-compile at run time."""
+    train = DOCKERFILES["train"].read_text()
+    (base,) = [args for keyword, args in instructions(train) if keyword == "FROM"]
+    assert base.startswith("python:3.11") and "devel" not in train and "nvcc" not in train
+    assert "DS_BUILD_OPS=0" in train and "NVIDIA_DRIVER_CAPABILITIES=compute,utility" in train
+    configs = sorted((ROOT / "configs" / "deepspeed").glob("*.json"))
+    assert configs
+    for path in configs:
+        assert compiled_ops(json.loads(path.read_text())) == [], path.name
+
+
+def compiled_ops(config: dict) -> list[str]:
+    """DeepSpeed features of a config that load a C++/CUDA op (built with nvcc or a C++ compiler
+    on first use when DS_BUILD_OPS=0): fused/CPU Adam, ZeRO offload (cpu_adam, async I/O),
+    quantized ZeRO++ weights/gradients, fp16 fused optimizers, sparse attention."""
+    found = []
+    optimizer = config.get("optimizer", {})
+    if str(optimizer.get("type", "")).lower() in ("adam", "adamw") and \
+            not optimizer.get("params", {}).get("torch_adam", False):
+        found.append("optimizer: FusedAdam (set params.torch_adam: true)")
+    if str(optimizer.get("type", "")).lower() in ("lamb", "onebitadam", "zerooneadam", "onebitlamb"):
+        found.append(f"optimizer {optimizer['type']}")
+    zero = config.get("zero_optimization", {})
+    for key in ("offload_optimizer", "offload_param"):
+        if zero.get(key, {}).get("device", "none") not in ("none", None):
+            found.append(f"zero_optimization.{key}")
+    for key in ("zero_quantized_weights", "zero_quantized_gradients", "zero_quantized_nontrainable_weights"):
+        if zero.get(key):
+            found.append(f"zero_optimization.{key}")
+    if config.get("sparse_attention"):
+        found.append("sparse_attention")
+    if config.get("aio") or config.get("nvme_path"):
+        found.append("aio")
+    return found
+
+
+def test_compiled_ops_finds_the_features_that_need_a_compiler():
+    assert compiled_ops({"optimizer": {"type": "AdamW", "params": {"torch_adam": True}}}) == []
+    assert compiled_ops({"optimizer": {"type": "AdamW"}}) == ["optimizer: FusedAdam (set params.torch_adam: true)"]
+    assert compiled_ops({"zero_optimization": {"offload_optimizer": {"device": "cpu"},
+                                               "zero_quantized_weights": True}}) == [
+        "zero_optimization.offload_optimizer", "zero_optimization.zero_quantized_weights"]
 
 
 @pytest.mark.parametrize("registry", [None, "registry.example.com/team"])

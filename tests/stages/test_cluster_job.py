@@ -54,5 +54,32 @@ def test_launch_stage_job_records_the_manifest_and_follows_the_job(cluster, tmp_
                               manifest_path=str(tmp_path / "job" / "manifest.yaml"), log=log.append)
     assert result.created and result.kind == "PyTorchJob" and result.log_lines == 2
     sent = yaml.safe_load((tmp_path / "job" / "manifest.yaml").read_text())
-    assert cluster.get(PYTORCHJOBS, "ml-team", name)["spec"] == sent["spec"]
+    assert cluster.last_version(PYTORCHJOBS, "ml-team", name)["spec"] == sent["spec"]
     assert "loss 1" in log and any("per-GPU memory estimate" in line for line in log)
+    # training.delete_after_success (on in the presets): the finished job is garbage-collected.
+    assert cluster.get(PYTORCHJOBS, "ml-team", name) is None
+    assert any("deleted PyTorchJob ml-team/r7-pretrain (succeeded" in line for line in log)
+
+
+def test_cluster_yaml_scheduling_settings_reach_the_job():
+    job, _, cfg = render_stage_job(stage("pretrain"), "7b-gpu", store_root="s3://diffucoder", run_name="r8",
+                                   data_uri="s3://diffucoder/runs/r8/curated", namespace="ml-team",
+                                   run_id="run-8",
+                                   cluster=["training.kind=pytorchjob", "training.queue_name=gpu-team",
+                                            "training.gang_scheduling=true", "training.schedule_timeout_s=900",
+                                            "training.istio_sidecar_opt_out=false"])
+    assert validation_errors(job) == []
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpu-team"
+    assert job["metadata"]["annotations"]["diffucoder.io/run-id"] == "run-8"
+    assert job["spec"]["runPolicy"]["schedulingPolicy"] == {"minAvailable": 10, "scheduleTimeoutSeconds": 900}
+    assert "annotations" not in job["spec"]["pytorchReplicaSpecs"]["Worker"]["template"]["metadata"]
+    assert cfg.training.launch_options()["gang_scheduling"] is True
+    # The preset as shipped: a TrainJob whose pods opt out of Istio, no queue, no gang.
+    job, _, cfg = render_stage_job(stage("pretrain"), "7b-gpu", store_root="s3://diffucoder", run_name="r8",
+                                   data_uri="s3://diffucoder/runs/r8/curated", namespace="ml-team")
+    pod = job["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"][0]
+    assert pod["template"]["spec"]["template"]["metadata"]["annotations"] == {"sidecar.istio.io/inject": "false"}
+    assert "kueue.x-k8s.io/queue-name" not in job["metadata"]["labels"]
+    assert cfg.training.launch_options() == {"timeout_s": 259200, "poll_s": 30.0, "stuck_after_s": 900.0,
+                                             "unschedulable_after_s": 3600.0, "delete_after_success": True,
+                                             "gang_scheduling": False}

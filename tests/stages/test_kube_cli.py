@@ -52,7 +52,8 @@ def test_launch_runs_the_job_on_the_cluster(kube_cli, cluster, tmp_path, capsys)
     assert "loss 0\nloss 1\n" in out and "TrainJob ml-team/r1-pretrain succeeded" in out
     sent = yaml.safe_load(manifest.read_text())
     assert sent["metadata"]["namespace"] == "ml-team"  # from the kubeconfig context
-    assert cluster.get(TRAINJOBS, "ml-team", name)["spec"] == sent["spec"]
+    assert cluster.last_version(TRAINJOBS, "ml-team", name)["spec"] == sent["spec"]
+    assert cluster.get(TRAINJOBS, "ml-team", name) is None   # deleted after success (cluster.yaml)
 
 
 def test_deploy_refuses_a_model_kserve_cannot_read(kube_cli, tmp_path, capsys):
@@ -109,3 +110,35 @@ def test_render_runtime_and_isvc_print_valid_objects(kube_cli, capsys):
     (isvc,) = yaml.safe_load_all(capsys.readouterr().out)
     assert validation_errors(isvc) == []
     assert isvc["spec"]["predictor"]["model"]["storageUri"] == "s3://diffucoder/runs/r1/rl/.versions/v1"
+
+
+
+def test_render_isvc_points_at_the_published_version_not_the_prefix(kube_cli, s3_uri, tmp_path, capsys):
+    from tests.evaluation.evaluation_helpers import make_model_dir
+    from diffucoder.store import open_store
+    store = open_store(s3_uri)
+    first = store.put_artifact("runs/r1/rl", make_model_dir(tmp_path / "model"))
+    (tmp_path / "model" / "notes.txt").write_text("a second version")
+    second = store.put_artifact("runs/r1/rl", tmp_path / "model")
+    assert first.version != second.version
+    # Without --pin-version this used to print the prefix, under which KServe's storage
+    # initializer would download both versions.
+    assert kube_cli("render-isvc", "--namespace", "ml-team", "--model", f"{s3_uri}/runs/r1/rl") == 0
+    (isvc,) = yaml.safe_load_all(capsys.readouterr().out)
+    assert isvc["spec"]["predictor"]["model"]["storageUri"] == f"{s3_uri}/runs/r1/rl/.versions/{second.version}"
+
+
+def test_render_isvc_takes_a_version_uri_as_is_and_refuses_a_prefix_it_cannot_pin(kube_cli, capsys,
+                                                                                  monkeypatch):
+    pinned = "s3://diffucoder/runs/r1/rl/.versions/20250101T000000Z-abc"
+    assert kube_cli("render-isvc", "--preset", "7b-gpu", "--namespace", "ml-team", "--model", pinned) == 0
+    (isvc,) = yaml.safe_load_all(capsys.readouterr().out)
+    assert isvc["spec"]["predictor"]["model"]["storageUri"] == pinned
+    # An unpinned prefix in a store that cannot be read: a clear error, nothing printed.
+    for var in ("DIFFUCODER_S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "DIFFUCODER_S3_SECRET_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    assert kube_cli("render-isvc", "--namespace", "ml-team", "--model", "s3://diffucoder/runs/r1/rl") == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "--model s3://diffucoder/runs/r1/rl: cannot pin it to a published version" in captured.err
+    assert "<artifact>/.versions/<version>" in captured.err

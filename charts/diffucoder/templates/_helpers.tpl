@@ -30,8 +30,20 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s/diffucoder-%s:%s" .ctx.Values.images.registry .name $tag -}}
 {{- end -}}
 
+{{/* The oldest MinIO release with the fix of GHSA-jjjj-jwhf-8rgr (CVE-2025-62506): a service
+     account or STS session could shed its session policy. Tags in MinIO's RELEASE.<UTC time>Z
+     scheme sort by date, so an older one is refused (fail closed); other schemes (a fork, your
+     own build) are the operator's to vouch for. */}}
+{{- define "diffucoder.minioFixedRelease" -}}
+RELEASE.2025-10-15T17-29-55Z
+{{- end -}}
+
 {{- define "diffucoder.minioImage" -}}
 {{- $img := .Values.minio.image -}}
+{{- $fixed := include "diffucoder.minioFixedRelease" . -}}
+{{- if and (regexMatch "^RELEASE\\.[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}-[0-9]{2}-[0-9]{2}Z$" $img.tag) (lt $img.tag $fixed) -}}
+{{- fail (printf "minio.image.tag %s predates %s, the MinIO release that fixes GHSA-jjjj-jwhf-8rgr (privilege escalation through service-account/STS session policies): use %s or later" $img.tag $fixed $fixed) -}}
+{{- end -}}
 {{- if $img.digest -}}
 {{- printf "%s:%s@%s" $img.repository $img.tag $img.digest -}}
 {{- else -}}
@@ -116,4 +128,48 @@ imagePullSecrets:
         path: accesskey
       - key: AWS_SECRET_ACCESS_KEY
         path: secretkey
+{{- end -}}
+
+{{/* Pod annotations of the chart's batch pods (Jobs, the helm test pod, TrainingRuntime pods)
+     and MinIO: Istio sidecar injection off (istio.sidecarOptOut). A Job's pod with an Envoy
+     sidecar never completes; MinIO stays outside the mesh so the sidecar-less pods of this
+     namespace (pipeline steps, training pods, Jobs) can reach it under Kubeflow's per-namespace
+     AuthorizationPolicies. Renders nothing when off. */}}
+{{- define "diffucoder.podAnnotations" -}}
+{{- if .Values.istio.sidecarOptOut }}
+sidecar.istio.io/inject: "false"
+{{- end }}
+{{- end -}}
+
+{{/* The pipeline-upload Job's spec (without the pipeline file, which it mounts). */}}
+{{- define "diffucoder.pipelineUploadSpec" -}}
+{{- $file := printf "diffucoder-%s.yaml" .Chart.AppVersion -}}
+backoffLimit: {{ .Values.pipelineUpload.backoffLimit }}
+activeDeadlineSeconds: {{ .Values.pipelineUpload.activeDeadlineSeconds }}
+ttlSecondsAfterFinished: {{ .Values.jobs.ttlSecondsAfterFinished }}
+template:
+  metadata:
+    labels:
+      {{- include "diffucoder.componentLabels" (dict "ctx" . "component" "pipeline") | nindent 6 }}
+    {{- with include "diffucoder.podAnnotations" . }}
+    annotations:
+      {{- . | nindent 6 }}
+    {{- end }}
+  spec:
+    {{- $args := list "diffucoder" "pipeline" "upload" "--host" "$(KFP_HOST)" "--file" (printf "/pipeline/%s" $file) }}
+    {{- $env := list (dict "name" "KFP_HOST" "value" .Values.pipelineUpload.kfpHost) (dict "name" "KF_PIPELINES_SA_TOKEN_PATH" "value" "/var/run/secrets/kubeflow/pipelines/token") }}
+    {{- $mounts := list (dict "name" "pipeline" "mountPath" "/pipeline" "readOnly" true) (dict "name" "kfp-token" "mountPath" "/var/run/secrets/kubeflow/pipelines" "readOnly" true) }}
+    {{- $token := dict "serviceAccountToken" (dict "path" "token" "audience" .Values.pipelineUpload.tokenAudience "expirationSeconds" 3600) }}
+    {{- $volumes := list (dict "name" "pipeline" "configMap" (dict "name" "diffucoder-pipeline")) (dict "name" "kfp-token" "projected" (dict "sources" (list $token))) }}
+    {{- include "diffucoder.jobPod" (dict "ctx" . "sa" "diffucoder-pipeline-runner" "name" "upload" "args" $args "env" $env "mounts" $mounts "volumes" $volumes "resources" .Values.pipelineUpload.resources) | nindent 4 }}
+{{- end -}}
+
+{{/* The upload Job is a plain Job, not a hook (a failing hook fails `helm install`): its name
+     carries a hash of its spec and of the pipeline it uploads, because a Job's pod template is
+     immutable. A changed pipeline or setting makes a new Job (Helm deletes the old one); an
+     unchanged one keeps its name, and Helm recreates it after its TTL removed it. */}}
+{{- define "diffucoder.pipelineUploadJob" -}}
+{{- $pipeline := .Files.Get (printf "files/pipeline/diffucoder-%s.yaml" .Chart.AppVersion) -}}
+{{- $digest := sha256sum (cat (include "diffucoder.pipelineUploadSpec" .) $pipeline) -}}
+{{- printf "diffucoder-pipeline-upload-%s" (trunc 10 $digest) -}}
 {{- end -}}

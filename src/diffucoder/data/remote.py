@@ -17,6 +17,8 @@ from urllib.parse import unquote, urlsplit
 
 from diffucoder.data.config import PYTHON_STDLIB
 from diffucoder.errors import DiffucoderError
+from diffucoder.store import StoreError, resolve
+from diffucoder.store.s3 import S3Backend
 
 
 def python_stdlib() -> Path:
@@ -44,8 +46,6 @@ def localize_inputs(paths: list[str], download_dir: Path) -> list[Path]:
 
 def fetch_s3_input(uri: str, dest: Path, key_name: str = "input") -> Path:
     """Download a store artifact or a raw S3 prefix/object under ``dest``; its local path."""
-    from diffucoder.store import StoreError, resolve
-
     try:
         store, name = resolve(uri)
     except StoreError:  # not an artifact name (e.g. a bare bucket): read raw objects below
@@ -58,8 +58,6 @@ def fetch_s3_input(uri: str, dest: Path, key_name: str = "input") -> Path:
 
 
 def _fetch_raw_objects(uri: str, dest: Path, key_name: str) -> Path:
-    from diffucoder.store.s3 import S3Backend
-
     bucket, _, key = uri[len("s3://"):].partition("/")
     key = key.strip("/")
     backend = S3Backend(bucket)

@@ -32,8 +32,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from transformers import AutoTokenizer
 
 from diffucoder.errors import DiffucoderError
+from diffucoder.store import ArtifactNotFound, resolve
 
 FORMAT = "diffucoder-token-shards"
 VERSION = 1
@@ -159,7 +161,6 @@ class TokenShards:
         self.train, self.val = splits["train"], splits["val"]
 
     eos_id = property(lambda self: self.special_tokens["eos"])
-    pad_id = property(lambda self: self.special_tokens["pad"])
     mask_id = property(lambda self: self.special_tokens["mask"])
     dlm_pad_id = property(lambda self: self.special_tokens["dlm_pad"])
 
@@ -168,7 +169,6 @@ class TokenShards:
         return self.root / self.index["tokenizer"]["dir"]
 
     def load_tokenizer(self):
-        from transformers import AutoTokenizer
         return AutoTokenizer.from_pretrained(str(self.tokenizer_dir), local_files_only=True)
 
     @classmethod
@@ -215,8 +215,6 @@ class TokenShards:
 
 
 def _fetch(uri: str, cache_dir: str | os.PathLike | None) -> Path:
-    from diffucoder.store import ArtifactNotFound, resolve
-
     if "://" not in uri and not Path(uri).exists():
         raise DiffucoderError(f"{uri}: no such shard directory or artifact")
     store, name = resolve(uri)

@@ -23,6 +23,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from diffucoder.data.config import InputConfig
 from diffucoder.data.languages import language_for_path, normalize_language
 
@@ -188,9 +191,6 @@ def _read_jsonl(path: Path, reader: _Reader) -> Iterator[Document]:
 
 
 def _read_parquet(path: Path, reader: _Reader) -> Iterator[Document]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     try:
         parquet = pq.ParquetFile(path)
         wanted = {reader.cfg.text_field, "language", "lang", *PATH_FIELDS, *LICENSE_FIELDS}

@@ -18,6 +18,7 @@ from diffucoder.evaluation.config import BenchmarkSpec, EvaluateConfig
 from diffucoder.evaluation.groundtruth import evalplus_problems
 from diffucoder.evaluation.problems import Problem, problem_from_record
 from diffucoder.evaluation.sources import benchmark_file, cache_root, read_records
+from diffucoder.tasks import generate_suite
 
 
 @dataclass
@@ -30,7 +31,6 @@ class Benchmark:
 
 
 def _synthetic_records(cfg: EvaluateConfig, split: str) -> list[tuple[str, dict]]:
-    from diffucoder.tasks import generate_suite
     suite = cfg.synthetic
     tasks = generate_suite(**suite.suite_args())
     return [(t.task_id, t.record()) for t in tasks if t.split == split]

@@ -15,6 +15,12 @@ import argparse
 import tempfile
 from pathlib import Path
 
+from diffucoder.config import load_config
+from diffucoder.config.recipes import recipe_path
+from diffucoder.evaluation.config import EvaluateConfig
+from diffucoder.evaluation.report import format_table
+from diffucoder.evaluation.run import evaluate
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = "Sample completions with the diffusion sampler, test them in the sandbox, report pass@k."
@@ -34,12 +40,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from diffucoder.config import load_config
-    from diffucoder.config.recipes import recipe_path
-    from diffucoder.evaluation.config import EvaluateConfig
-    from diffucoder.evaluation.report import format_table
-    from diffucoder.evaluation.run import evaluate
-
     path = args.config or (recipe_path(args.preset, "evaluate") if args.preset else None)
     cfg = load_config(EvaluateConfig, path, args.overrides)
     with tempfile.TemporaryDirectory(prefix="diffucoder-evaluate-") as tmp:

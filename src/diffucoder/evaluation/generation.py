@@ -16,9 +16,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
+import torch
+from tqdm import tqdm
+
 from diffucoder.errors import DiffucoderError
 from diffucoder.evaluation.config import EvaluateConfig
+from diffucoder.model import load_model
+from diffucoder.sampling import decode_completions, diffusion_generate, encode_prompts, load_tokenizer
 from diffucoder.sampling.config import SamplingConfig
+from diffucoder.store import StoreError, resolve
 from diffucoder.training.chat import IM_END
 
 
@@ -28,8 +34,6 @@ class Completer(Protocol):
 
 def model_directory(uri: str, cache: Path) -> Path:
     """A local model directory for a path, ``file://`` URI or store artifact URI."""
-    from diffucoder.store import StoreError, resolve
-
     local = Path(uri[len("file://"):]) if uri.startswith("file://") else Path(uri).expanduser()
     if (local / "config.json").is_file():
         return local
@@ -66,11 +70,6 @@ class DiffusionCompleter:
     @classmethod
     def from_directory(cls, directory: str | Path, cfg: EvaluateConfig, progress: bool = True
                        ) -> "DiffusionCompleter":
-        import torch
-
-        from diffucoder.model import load_model
-        from diffucoder.sampling.text import load_tokenizer
-
         if cfg.device.startswith("cuda") and not torch.cuda.is_available():
             raise DiffucoderError(f"'device': {cfg.device!r} but this torch sees no GPU; run on a GPU "
                                   "node with a CUDA build of torch, or set device=cpu")
@@ -83,11 +82,6 @@ class DiffusionCompleter:
                 "stop_token_ids": self.stop_ids, "parameters": sum(p.numel() for p in self.model.parameters())}
 
     def complete(self, prompts: Sequence[str], n: int) -> list[list[str]]:
-        import torch
-        from tqdm import tqdm
-
-        from diffucoder.sampling import decode_completions, diffusion_generate, encode_prompts
-
         if not prompts:
             return []
         lengths = [len(ids) for ids in self.tokenizer(list(prompts), add_special_tokens=False)["input_ids"]]

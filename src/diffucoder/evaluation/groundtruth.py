@@ -25,6 +25,7 @@ from diffucoder.errors import DiffucoderError
 from diffucoder.evaluation.problems import (INSTRUCT_TEMPLATE, Problem, entry_point_of,
                                             string_field)
 from diffucoder.sandbox import TestCase
+from diffucoder.sandbox.inside import wire
 
 _CHILD = r"""
 import copy, json, sys
@@ -64,8 +65,6 @@ def is_floats(value: Any) -> bool:
 def reference_outputs(jobs: list[dict], timeout_s: float = 600.0) -> list[tuple[str, Any]]:
     """Run each job's ``program`` (trusted reference code) on its ``inputs`` in a child Python:
     ``("ok", [outputs])`` or ``("error", message)`` per job."""
-    from diffucoder.sandbox.inside import wire
-
     with tempfile.TemporaryDirectory(prefix="diffucoder-groundtruth-") as tmp:
         try:
             proc = subprocess.run([sys.executable, "-c", _CHILD], input=json.dumps(jobs).encode(),

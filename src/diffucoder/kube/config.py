@@ -60,16 +60,37 @@ class TrainingCluster:
     checkpoint_mount: str = setting("/mnt/checkpoints", help="where the PVC is mounted")
     shm_size: str = setting("2Gi", help="size of the in-memory /dev/shm")
     backoff_limit: int = setting(0, min=0, help="PyTorchJob restarts before failing")
-    ttl_s: int = setting(86400, min=0, help="PyTorchJob kept this long after finishing")
+    ttl_s: int = setting(86400, min=0, help="PyTorchJob kept this long after finishing (a TrainJob's "
+                                            "pods: the chart's trainer.runtime.ttlSecondsAfterFinished)")
+    delete_after_success: bool = setting(True, help="launcher: delete the job once it succeeded and its "
+                                                    "log was read (a failed job is kept for inspection)")
     timeout_s: int = setting(86400, min=1, help="launcher: give up (and delete the job) after")
     poll_s: float = setting(15.0, min=0.01, help="launcher: seconds between status polls")
     stuck_after_s: float = setting(600.0, min=0.0, help="launcher: fail when pods cannot start "
                                                        "(bad image, missing Secret key) this long")
+    unschedulable_after_s: float = setting(3600.0, min=0.0, help="launcher: fail (and delete the job) when "
+                                           "a pod stays Unschedulable this long; the scheduler's reason is "
+                                           "the error")
+    queue_name: str = setting("", help="Kueue LocalQueue of the jobs (label kueue.x-k8s.io/queue-name); "
+                                       "empty: not queued by Kueue")
+    gang_scheduling: bool = setting(False, help="start all nodes of a job together or none: PyTorchJob "
+                                    "schedulingPolicy; TrainJob: its runtime must have a podGroupPolicy")
+    schedule_timeout_s: int = setting(0, min=0, help="PyTorchJob gang scheduling: give up placing the group "
+                                                     "after; 0: the scheduler's default")
+    istio_sidecar_opt_out: bool = setting(True, help='pods annotated sidecar.istio.io/inject: "false" '
+                                          "(a pod with an Istio sidecar never completes)")
     stages: dict[str, NodeShape] = setting(default_factory=dict,
                                            help="job size per stage (pretrain, sft, rl)")
 
     def shape(self, stage: str) -> NodeShape:
         return self.stages.get(stage, NodeShape())
+
+    def launch_options(self) -> dict[str, Any]:
+        """The keyword arguments of ``diffucoder.kube.launch`` these settings give."""
+        return {"timeout_s": self.timeout_s, "poll_s": self.poll_s, "stuck_after_s": self.stuck_after_s,
+                "unschedulable_after_s": self.unschedulable_after_s,
+                "delete_after_success": self.delete_after_success,
+                "gang_scheduling": self.gang_scheduling}
 
 
 @dataclass
@@ -118,7 +139,8 @@ def load_cluster_config(preset: str, overrides: list[str] | tuple[str, ...] = ()
 
 
 def training_job_spec(cfg: ClusterConfig, stage: str, *, name: str, namespace: str,
-                      command: list[str], labels: dict[str, str] | None = None) -> TrainingJobSpec:
+                      command: list[str], labels: dict[str, str] | None = None,
+                      run_id: str = "") -> TrainingJobSpec:
     t, shape = cfg.training, cfg.training.shape(stage)
     return TrainingJobSpec(
         name=name, namespace=namespace, image=t.image or image_ref("train"), command=command,
@@ -128,7 +150,9 @@ def training_job_spec(cfg: ClusterConfig, stage: str, *, name: str, namespace: s
         checkpoint_pvc=t.checkpoint_pvc, checkpoint_mount=t.checkpoint_mount,
         service_account=t.service_account, runtime=t.runtime,
         labels={"diffucoder.io/stage": stage, **(labels or {})},
-        backoff_limit=t.backoff_limit, ttl_s=t.ttl_s).validate()
+        backoff_limit=t.backoff_limit, ttl_s=t.ttl_s, run_id=run_id, queue_name=t.queue_name,
+        gang_scheduling=t.gang_scheduling, schedule_timeout_s=t.schedule_timeout_s,
+        istio_sidecar_opt_out=t.istio_sidecar_opt_out).validate()
 
 
 def inference_spec(cfg: ClusterConfig, *, name: str, namespace: str, storage_uri: str,

@@ -80,6 +80,7 @@ def isvc_state(obj: dict[str, Any]) -> tuple[str, str]:
 def deploy(isvc: dict[str, Any], *, api_client, timeout_s: float, poll_s: float = 5.0,
            log: Callable[[str], None] = _print) -> DeployResult:
     """Create or patch ``isvc``, wait for Ready, return its URL; roll back on failure."""
+    # lazy: the kubernetes client is optional (see diffucoder.kube.client)
     from kubernetes import client
 
     if isvc.get("apiVersion") != ISVC_API or isvc.get("kind") != "InferenceService":
@@ -143,6 +144,7 @@ class _Isvc(CustomObject):
     def check_runtime(self, runtime: str, log: Callable[[str], None]) -> None:
         """Fail before applying when the named runtime exists neither in the namespace nor
         cluster-wide (KServe would only time out); a 403 means we cannot tell, so go on."""
+        # lazy: the kubernetes client is optional (see diffucoder.kube.client)
         from kubernetes.client.exceptions import ApiException
         try:
             self.api.get_namespaced_custom_object(GROUP, "v1alpha1", self.namespace,
@@ -163,6 +165,7 @@ class _Isvc(CustomObject):
             log(f"[deploy] cannot check ClusterServingRuntime {runtime}: {api_message(err)}")
 
     def _call(self, verb: str, fn, *args, **kwargs) -> Any:
+        # lazy: the kubernetes client is optional (see diffucoder.kube.client)
         from kubernetes.client.exceptions import ApiException
         try:
             return fn(*self._args, *args, **kwargs)

@@ -17,7 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from diffucoder.config import ConfigError, parse_overrides, read_yaml
+from diffucoder.config.recipes import recipe_path
+from diffucoder.model import build_config, memory_plan
 from diffucoder.model.memory import GIB, MemoryPlan
+from diffucoder.training.engines import read_deepspeed_json
 
 
 @dataclass(frozen=True)
@@ -55,9 +58,6 @@ def _merge(base: dict, update: dict) -> dict:
 
 def memory_estimate(preset: str, stage: str, world_size: int,
                     overrides: list[str] | tuple[str, ...] = ()) -> MemoryEstimate:
-    from diffucoder.config.recipes import recipe_path
-    from diffucoder.model import build_config, memory_plan
-
     recipe: dict[str, Any] = _merge(read_yaml(recipe_path(preset, stage)),
                                     parse_overrides(list(overrides)))
     model_preset = (recipe.get("model") or {}).get("preset")
@@ -66,7 +66,6 @@ def memory_estimate(preset: str, stage: str, world_size: int,
     dist = recipe.get("distributed") or {}
     backend = dist.get("backend", "none")
     if backend == "deepspeed":
-        from diffucoder.training.engines import read_deepspeed_json
         path = dist.get("deepspeed_config", "")
         zero = read_deepspeed_json(path).get("zero_optimization", {}).get("stage", 0)
         sharding, source = int(zero), f"deepspeed ZeRO-{zero} ({path})"

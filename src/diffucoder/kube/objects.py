@@ -27,6 +27,7 @@ from diffucoder.errors import DiffucoderError
 ANNOTATION_PREFIX = "diffucoder.io/"
 SPEC_HASH = ANNOTATION_PREFIX + "spec-sha256"      # what the launcher/deploy last applied
 APPLIED_SPEC = ANNOTATION_PREFIX + "applied-spec"  # the applied spec itself (3-way patches)
+RUN_ID = ANNOTATION_PREFIX + "run-id"              # the pipeline run that created a job
 MANAGED_BY = "diffucoder"
 
 _RFC1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")

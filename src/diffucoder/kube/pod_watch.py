@@ -2,8 +2,14 @@
 
     watch = PodWatch(core_api, "ml-team", JOB_KINDS["TrainJob"], "r1-pretrain", log=print)
     watch.poll()               # new problems are logged once; new master log lines are logged
-    watch.fatal(after_s=600)   # a problem that will not heal (bad image) for that long, or None
+    watch.fatal(after_s=600, unschedulable_after_s=3600)   # a lasting problem, or None
     watch.problems             # every PodProblem seen, for the failure message
+
+Two kinds of problem end a launch when they last: a pod that cannot start (a wrong image, a
+missing Secret key: ``after_s``), and a pod the scheduler cannot place (``PodScheduled=False``,
+reason ``Unschedulable``: no node has the GPUs, a taint nobody tolerates, a gang that does not
+fit; ``unschedulable_after_s``, longer, since a cluster autoscaler may still be adding nodes).
+The timer of a problem starts when it is first seen on that pod and stops when it heals.
 
 Logs are read with ``timestamps=true`` and ``sinceSeconds`` covering the time since the last
 read (plus slack), so each poll reads only recent lines; a line is emitted once, deduplicated
@@ -23,6 +29,8 @@ from diffucoder.kube.training_job import JobKind
 # Waiting reasons that never heal by themselves (a wrong image, a missing Secret key).
 FATAL_WAITING = {"ErrImagePull": "image", "ImagePullBackOff": "image", "InvalidImageName": "image",
                  "CreateContainerConfigError": "config", "CreateContainerError": "config"}
+UNSCHEDULABLE = "Unschedulable"   # PodScheduled=False reason: the scheduler found no node
+SCHEDULE = "schedule"             # its category (others: "image", "config")
 LOG_SLACK_S = 5
 
 
@@ -32,7 +40,7 @@ class PodProblem:
     container: str
     reason: str
     message: str = ""
-    category: str = ""          # "image"/"config" for problems that do not heal, else ""
+    category: str = ""          # "image"/"config": cannot start; "schedule": no node; "" else
 
     def __str__(self) -> str:
         where = f"pod {self.pod}" + (f" container {self.container}" if self.container else "")
@@ -46,7 +54,8 @@ def pod_problems(pod: dict[str, Any]) -> list[PodProblem]:
     out = []
     for cond in status.get("conditions") or []:
         if cond.get("type") == "PodScheduled" and cond.get("status") == "False" and cond.get("reason"):
-            out.append(PodProblem(name, "", cond["reason"], cond.get("message", "")))
+            out.append(PodProblem(name, "", cond["reason"], cond.get("message", ""),
+                                  SCHEDULE if cond["reason"] == UNSCHEDULABLE else ""))
     if status.get("reason"):  # e.g. Evicted, DeadlineExceeded
         out.append(PodProblem(name, "", status["reason"], status.get("message", "")))
     for cs in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
@@ -94,6 +103,7 @@ class LogFollower:
             self.log(f"[launch] following the log of pod {name} (container {self.container})")
         if (pod.get("status") or {}).get("phase") not in ("Running", "Succeeded", "Failed"):
             return  # no container has started: the API answers 400
+        # lazy: the kubernetes client is optional (see diffucoder.kube.client)
         from kubernetes.client.exceptions import ApiException
         started = time.monotonic()
         since = None if self.last_read is None else \
@@ -140,6 +150,7 @@ class PodWatch:
         self.blind = False  # no right to read pods: status only
 
     def pods(self) -> list[dict[str, Any]]:
+        # lazy: the kubernetes client is optional (see diffucoder.kube.client)
         from kubernetes.client.exceptions import ApiException
         selector = self.kind.pod_selector(self.name)
         try:
@@ -163,6 +174,7 @@ class PodWatch:
     def poll(self) -> None:
         """One look at the pods. Without the right to read pods (RBAC), say so once and
         carry on with the job's status alone; passing API errors propagate (retried)."""
+        # lazy: the kubernetes client is optional (see diffucoder.kube.client)
         from kubernetes.client.exceptions import ApiException
         if self.blind:
             return
@@ -196,11 +208,13 @@ class PodWatch:
         if master is not None:
             self.follower.read(master)
 
-    def fatal(self, after_s: float) -> PodProblem | None:
-        """A problem that does not heal, present for at least ``after_s`` seconds."""
+    def fatal(self, after_s: float, unschedulable_after_s: float = math.inf) -> PodProblem | None:
+        """A pod that cannot start for at least ``after_s`` seconds, or that the scheduler could
+        not place for at least ``unschedulable_after_s`` seconds (the latest such problem)."""
         now = time.monotonic()
         for key, since in self._stuck_since.items():
-            if now - since >= after_s:
+            limit = unschedulable_after_s if key[2] == SCHEDULE else after_s
+            if now - since >= limit:
                 return self._stuck[key]
         return None
 

@@ -13,6 +13,15 @@ from __future__ import annotations
 
 import argparse
 
+import torch
+
+from diffucoder.config import load_config
+from diffucoder.errors import DiffucoderError
+from diffucoder.model import load_model
+from diffucoder.sampling.arness_report import arness_table, measure_arness, read_prompts, write_arness_report
+from diffucoder.sampling.config import SamplingConfig
+from diffucoder.sampling.text import load_tokenizer
+
 
 def _temperatures(text: str) -> list[float]:
     try:
@@ -46,15 +55,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    import torch
-
-    from diffucoder.config import load_config
-    from diffucoder.errors import DiffucoderError
-    from diffucoder.model import load_model
-    from diffucoder.sampling.arness_report import arness_table, measure_arness, read_prompts, write_arness_report
-    from diffucoder.sampling.config import SamplingConfig
-    from diffucoder.sampling.text import load_tokenizer
-
     if args.max_new_tokens < 1 or args.max_k < 1:
         raise DiffucoderError("--max-new-tokens and --max-k must be >= 1")
     config = load_config(SamplingConfig, args.config, args.overrides)

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from diffucoder.errors import DiffucoderError
+from diffucoder.plots import pyplot, save_figure
 from diffucoder.sampling.arness import arness_curves
 from diffucoder.sampling.config import SamplingConfig, resolve_config
 from diffucoder.sampling.generate import diffusion_generate
@@ -99,11 +100,8 @@ def _write_atomic(path: Path, write) -> None:
             os.unlink(temporary)
 
 
-def _plot(result: dict, path: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
+def _plot(result: dict, path: Path) -> None:
+    plt = pyplot()
     figure, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     for name, curve in result["temperatures"].items():
         for axis, kind in zip(axes, ("local", "global")):
@@ -115,9 +113,7 @@ def _plot(result: dict, path: str) -> None:
         axis.grid(alpha=0.3)
     axes[0].set_ylabel("AR-ness")
     axes[1].legend()
-    figure.tight_layout()
-    figure.savefig(path, format="png", dpi=100)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 def write_arness_report(result: dict, output_dir: str | os.PathLike) -> dict[str, Path]:
@@ -127,5 +123,5 @@ def write_arness_report(result: dict, output_dir: str | os.PathLike) -> dict[str
     paths = {"table": directory / "arness.md", "json": directory / "arness.json", "plot": directory / "arness.png"}
     _write_atomic(paths["table"], lambda tmp: Path(tmp).write_text(arness_table(result), encoding="utf-8"))
     _write_atomic(paths["json"], lambda tmp: Path(tmp).write_text(json.dumps(result, indent=2), encoding="utf-8"))
-    _write_atomic(paths["plot"], lambda tmp: _plot(result, tmp))
+    _plot(result, paths["plot"])
     return paths

@@ -15,10 +15,16 @@ import dataclasses
 import json
 import time
 
+import torch
+
+from diffucoder.config import load_config
+from diffucoder.model import load_model
+from diffucoder.sampling.config import SamplingConfig
+from diffucoder.sampling.generate import diffusion_generate
+from diffucoder.sampling.text import decode_completions, encode_prompts, load_tokenizer
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from diffucoder.sampling.config import SamplingConfig
-
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.description = "Decode prompts with the masked-diffusion sampler (docs/method.md, section 3)."
     parser.epilog = "Sampling keys (key=value):\n" + "\n".join(
@@ -36,14 +42,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    import torch
-
-    from diffucoder.config import load_config
-    from diffucoder.model import load_model
-    from diffucoder.sampling.config import SamplingConfig
-    from diffucoder.sampling.generate import diffusion_generate
-    from diffucoder.sampling.text import decode_completions, encode_prompts, load_tokenizer
-
     config = load_config(SamplingConfig, args.config, args.overrides)
     tokenizer = load_tokenizer(args.model)
     model = load_model(args.model, dtype=getattr(torch, args.dtype), device=args.device).eval()

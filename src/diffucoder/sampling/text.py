@@ -17,16 +17,17 @@ from collections.abc import Sequence
 import torch
 
 from diffucoder.errors import DiffucoderError
+from diffucoder.model.tokenizer import load_checkpoint_tokenizer
 from diffucoder.sampling.output import GenerationOutput
 
 DLM_PAD_TOKEN = "<|dlm_pad|>"
 
 
 def load_tokenizer(path: str | os.PathLike):
-    """The tokenizer saved in a model directory (``AutoTokenizer.from_pretrained``)."""
-    from transformers import AutoTokenizer
+    """The tokenizer saved in a model directory (``diffucoder.model.tokenizer``: a ``tokenizer.json``,
+    or a released Dream tokenizer, without running code from the directory)."""
     try:
-        return AutoTokenizer.from_pretrained(str(path))
+        return load_checkpoint_tokenizer(path)
     except (OSError, ValueError) as err:
         raise DiffucoderError(f"{path}: no usable tokenizer saved beside the model ({err})") from err
 

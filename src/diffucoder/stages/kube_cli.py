@@ -4,11 +4,13 @@
     diffucoder kube render-job --preset 7b-gpu --stage sft --kind pytorchjob --run-name r1 \\
         --store-root s3://diffucoder --set training.checkpoint_pvc=ckpt train.steps=100
     diffucoder kube launch --preset tiny-cpu --stage pretrain --run-name r1 --store-root s3://diffucoder
-    diffucoder kube render-isvc --preset 7b-gpu --model s3://diffucoder/runs/r1/sft --pin-version
+    diffucoder kube render-isvc --preset 7b-gpu --model s3://diffucoder/runs/r1/sft   # pinned to its version
     diffucoder kube deploy --preset 7b-gpu --model s3://diffucoder/runs/r1/sft --name diffucoder-r1
     diffucoder kube render-runtime --preset 7b-gpu --namespace ml-team | kubectl apply -f -   # without the chart
 
 ``render-job`` prints the job as YAML, headed by a per-GPU memory estimate (YAML comments).
+``render-isvc`` and ``deploy`` point ``storageUri`` at the model's published version
+(``<artifact>/.versions/<v>``), never at the artifact's prefix, which also holds its other versions.
 ``--set key=value`` overrides ``configs/<preset>/cluster.yaml``; trailing ``key=value``
 arguments go to the stage's recipe, as with ``diffucoder pretrain``. ``--data``/``--init``
 default to the previous stage's output in ``<store-root>/runs/<run-name>/``.
@@ -17,6 +19,7 @@ Exit codes: 0 ok, 2 bad input, a failed job or deploy (the reason is printed).
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 from diffucoder.errors import DiffucoderError
@@ -28,6 +31,9 @@ from diffucoder.kube.launcher import launch
 from diffucoder.kube.objects import to_yaml, write_manifest
 from diffucoder.stages.cluster import render_stage_job
 from diffucoder.stages.registry import TRAINING_STAGES, stage, stage_uri
+from diffucoder.store.manifest import VERSIONS_DIR
+
+_PINNED = re.compile(rf"/{re.escape(VERSIONS_DIR)}/[^/]+$")   # <artifact>/.versions/<version>
 
 
 def _job_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,12 +66,10 @@ def _cluster_arguments(parser: argparse.ArgumentParser) -> None:
 def _isvc_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="tiny-cpu", help="cluster defaults preset")
     parser.add_argument("--model", required=True,
-                        help="the model artifact in the store (s3://...); render-isvc without "
-                             "--pin-version takes it as the storageUri as is")
+                        help="the model artifact in the store (s3://.../runs/r1/rl, resolved in the store "
+                             "to its published version) or one version of it (.../rl/.versions/<v>)")
     parser.add_argument("--name", default="diffucoder", help="InferenceService name")
     parser.add_argument("--namespace", help="namespace (default: cluster.yaml, else the current one)")
-    parser.add_argument("--pin-version", action="store_true",
-                        help="resolve --model in the store to its published version (deploy does)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="cluster_set",
                         help="override configs/<preset>/cluster.yaml (repeatable)")
 
@@ -136,31 +140,45 @@ def _launch(args: argparse.Namespace) -> int:
         print(f"[launch] {line}", flush=True)
     if args.manifest_out:
         write_manifest(args.manifest_out, [job])
-    t = cfg.training
-    result = launch(job, api_client=api_client(args.kubeconfig, args.context),
-                    timeout_s=args.timeout or t.timeout_s, poll_s=t.poll_s,
-                    stuck_after_s=t.stuck_after_s)
+    options = cfg.training.launch_options()
+    if args.timeout:
+        options["timeout_s"] = args.timeout
+    result = launch(job, api_client=api_client(args.kubeconfig, args.context), **options)
     print(f"[launch] {result.kind} {result.namespace}/{result.name} succeeded after "
           f"{result.seconds:.0f} s ({'created' if result.created else 'adopted'}): {result.message}")
     return 0
 
 
-def build_isvc(args: argparse.Namespace, resolve_version: bool):
+def build_isvc(args: argparse.Namespace):
+    """(the InferenceService of ``--model``, the cluster config). ``storageUri`` is always one
+    published version: KServe's storage initializer downloads everything under the URI, and the
+    artifact's prefix also holds its older versions (and, for a run folder, checkpoints). A
+    version URI is taken as given (rendering needs no store then); an artifact URI is resolved in
+    the store; a URI that is neither, or a store that cannot be read, is an error."""
     cfg = load_cluster_config(args.preset, args.cluster_set, values=_flag_values(args))
-    uri = model_storage_uri(args.model) if resolve_version else args.model
+    model = args.model.rstrip("/")
+    if _PINNED.search(model):
+        uri = model
+    else:
+        try:
+            uri = model_storage_uri(model)
+        except DiffucoderError as err:
+            raise DiffucoderError(f"--model {args.model}: cannot pin it to a published version ({err}); "
+                                  f"give a model artifact in a readable store, or one version of it "
+                                  f"(<artifact>/{VERSIONS_DIR}/<version>)") from None
     spec = inference_spec(cfg, name=args.name, namespace=_namespace(args, cfg.serving.namespace),
                           storage_uri=uri)
     return render_inference_service(spec), cfg
 
 
 def _render_isvc(args: argparse.Namespace) -> int:
-    isvc, _ = build_isvc(args, args.pin_version)
+    isvc, _ = build_isvc(args)
     sys.stdout.write(to_yaml([isvc]))
     return 0
 
 
 def _deploy(args: argparse.Namespace) -> int:
-    isvc, cfg = build_isvc(args, resolve_version=True)
+    isvc, cfg = build_isvc(args)
     if args.manifest_out:
         write_manifest(args.manifest_out, [isvc])
     result = deploy(isvc, api_client=api_client(args.kubeconfig, args.context),

@@ -21,6 +21,7 @@ from diffucoder.store.artifacts import ArtifactStore
 from diffucoder.store.errors import StoreError
 from diffucoder.store.local import LocalBackend
 from diffucoder.store.manifest import check_name
+from diffucoder.store.s3 import S3Backend
 from diffucoder.store.s3_config import S3Credentials, S3Options
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -42,7 +43,6 @@ def open_store(uri: str | Path, *, s3: S3Options | None = None,
                              "bucket name (3-63 of a-z 0-9 . -)")
         if prefix.strip("/"):
             _check_prefix(prefix.strip("/"), uri)
-        from diffucoder.store.s3 import S3Backend  # minio is imported only for s3://
         backend = S3Backend(bucket, prefix, s3 if s3 is not None else S3Options.from_env(),
                             credentials, max_connections=max(10, workers * 2))
     else:

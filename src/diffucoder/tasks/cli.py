@@ -10,6 +10,8 @@ import collections
 import sys
 
 from diffucoder.errors import DiffucoderError
+from diffucoder.store import resolve
+from diffucoder.tasks.suite import generate_suite, verify_references, write_suite
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,8 +27,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from diffucoder.tasks.suite import generate_suite, verify_references, write_suite
-
     tasks = generate_suite(args.seed, args.heldout_fraction, args.max_per_family)
     if args.verify:
         failures = verify_references(tasks)
@@ -38,7 +38,6 @@ def main(args: argparse.Namespace) -> int:
     for kind, path in paths.items():
         print(f"  {kind}: {path}")
     if args.publish:
-        from diffucoder.store import resolve
         store, name = resolve(args.publish)
         store.put_artifact(name, args.out, metadata={"kind": "task-suite", "seed": args.seed,
                                                      "counts": dict(counts)})

@@ -22,12 +22,12 @@ def compile_component(component, tmp_path: Path) -> tuple[dict, dict]:
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def dataset_reference(uri: str, artifact: dsl.Output[dsl.Dataset]):
     """Stands in for an upstream step: a reference to a dataset already in the store."""
-    from diffucoder.stage_io import write_ref
+    from diffucoder.stage_io import write_ref   # inside: kfp ships the function's source alone
     write_ref(artifact.path, uri)
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def model_reference(uri: str, artifact: dsl.Output[dsl.Model]):
     """Stands in for an upstream step: a reference to a model already in the store."""
-    from diffucoder.stage_io import write_ref
+    from diffucoder.stage_io import write_ref   # inside: kfp ships the function's source alone
     write_ref(artifact.path, uri)

@@ -5,6 +5,7 @@ import textwrap
 import pytest
 from kfp import local
 
+from diffucoder.store import resolve
 from diffucoder_kfp.components.curate import curate
 from diffucoder_kfp.components.images import BASE_IMAGE
 from diffucoder_kfp.components.testing import compile_component
@@ -63,7 +64,5 @@ def test_runs_on_the_local_runner(tmp_path):
     assert task.outputs["curated"].metadata["store_uri"] == ref["uri"]
     report = next((tmp_path / "kfp").glob("*/curate/report"))
     assert "near" in report.read_text().lower()
-
-    from diffucoder.store import resolve
     store, name = resolve(ref["uri"])
     assert store.has_artifact(name)

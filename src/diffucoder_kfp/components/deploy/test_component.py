@@ -10,15 +10,16 @@ import pytest
 import yaml
 from kfp import dsl, local
 
+from diffucoder.stage_io import write_ref
+from diffucoder.store import open_store
 from diffucoder_kfp.components.deploy import deploy
 from diffucoder_kfp.components.images import BASE_IMAGE
 from diffucoder_kfp.components.testing import compile_component, model_reference
+from tests.evaluation.evaluation_helpers import make_model_dir
 
 
 @pytest.fixture(scope="module")
 def model_uri(tmp_path_factory) -> str:
-    from diffucoder.store import open_store
-    from tests.evaluation.evaluation_helpers import make_model_dir
     tmp = tmp_path_factory.mktemp("deploy")
     root = (tmp / "store").as_uri()
     open_store(root).put_artifact("runs/t1/rl", make_model_dir(tmp / "model"), metadata={"kind": "model"})
@@ -44,7 +45,6 @@ def test_component_compiles(tmp_path):
 
 
 def test_without_a_cluster_it_writes_the_manifest_and_says_why(tmp_path, model_uri, monkeypatch):
-    from diffucoder.stage_io import write_ref
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     model = dsl.Model(name="model", uri=str(tmp_path / "model"), metadata={})
     write_ref(model.path, model_uri)

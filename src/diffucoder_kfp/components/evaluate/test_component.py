@@ -4,9 +4,12 @@ import json
 import pytest
 from kfp import dsl, local
 
+from diffucoder.store import open_store, resolve
+from diffucoder.tasks import generate_suite, write_suite
 from diffucoder_kfp.components.evaluate import evaluate
 from diffucoder_kfp.components.images import BASE_IMAGE
 from diffucoder_kfp.components.testing import compile_component, dataset_reference, model_reference
+from tests.evaluation.evaluation_helpers import make_model_dir
 
 
 def test_component_interface_is_typed():
@@ -41,10 +44,6 @@ def evaluate_alone(model_uri: str, tasks_uri: str, store_root: str, overrides: l
 
 @pytest.mark.integration
 def test_runs_on_the_local_runner(tmp_path):
-    from diffucoder.store import open_store, resolve
-    from diffucoder.tasks import generate_suite, write_suite
-    from tests.evaluation.evaluation_helpers import make_model_dir
-
     store_root = (tmp_path / "store").as_uri()
     store = open_store(store_root)
     write_suite(generate_suite(seed=0, max_per_family=5), tmp_path / "suite")

@@ -4,15 +4,17 @@ import json
 import pytest
 from kfp import dsl, local
 
+from diffucoder.store import open_store
 from diffucoder_kfp.components.images import TRAIN_IMAGE
 from diffucoder_kfp.components.pretrain import pretrain
 from diffucoder_kfp.components.testing import compile_component, dataset_reference
+from tests.training.training_helpers import MICRO_MODEL, make_shards
 
 
 def test_component_interface_is_typed():
     spec = pretrain.component_spec
-    assert set(spec.inputs) == {"preset", "curated", "store_root", "run_name", "run_id", "overrides",
-                                "launcher", "cluster", "start_stage", "start_model"}
+    assert set(spec.inputs) == {"preset", "curated", "store_root", "run_name", "run_id", "store_secret",
+                                "overrides", "launcher", "cluster", "start_stage", "start_model"}
     assert spec.inputs["curated"].type == "system.Dataset@0.0.1"
     assert {name: out.type for name, out in spec.outputs.items()} == {
         "model": "system.Model@0.0.1", "metrics": "system.Metrics@0.0.1",
@@ -28,9 +30,6 @@ def test_component_compiles(tmp_path):
 
 @pytest.mark.integration
 def test_runs_on_the_local_runner(tmp_path, monkeypatch):
-    from diffucoder.store import open_store
-    from tests.training.training_helpers import MICRO_MODEL, make_shards
-
     monkeypatch.setenv("DIFFUCODER_CACHE", str(tmp_path / "cache"))
     store_root = (tmp_path / "store").as_uri()
     store = open_store(store_root)
@@ -42,8 +41,8 @@ def test_runs_on_the_local_runner(tmp_path, monkeypatch):
     def pipeline(uri: str, root: str):
         ref = dataset_reference(uri=uri)
         pretrain(preset="tiny-cpu", curated=ref.outputs["artifact"], store_root=root, run_name="t1",
-                 run_id="job-1", overrides=overrides, launcher="in-process", cluster=[], start_stage="curate",
-                 start_model="")
+                 run_id="job-1", store_secret="diffucoder-s3", overrides=overrides, launcher="in-process",
+                 cluster=[], start_stage="curate", start_model="")
 
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "kfp"))
     pipeline(uri=f"{store_root}/runs/t1/curated", root=store_root)

@@ -19,6 +19,7 @@ def rl(
     store_root: str,
     run_name: str,
     run_id: str,
+    store_secret: str,
     overrides: list,
     launcher: str,
     cluster: list,
@@ -37,6 +38,7 @@ def rl(
         store_root: artifact store root, ``s3://bucket/prefix`` or ``file:///abs/dir``.
         run_name: name of this run in the store; empty = ``run_id``.
         run_id: the pipeline job id (filled in by the pipeline).
+        store_secret: the Secret this step reads the store with; a cluster job's pods get it too.
         overrides: ``key.sub=value`` recipe overrides, e.g. ``["train.steps=8", "objective.beta=0"]``.
         launcher: ``in-process`` (train in this step's pod), ``trainjob`` or ``pytorchjob``.
         cluster: ``key.sub=value`` overrides of ``configs/<preset>/cluster.yaml`` for the job.
@@ -45,7 +47,7 @@ def rl(
     from diffucoder.stages.cluster import step_launcher
     from diffucoder.stages.rl import run_rl_stage
 
-    cluster_job = step_launcher(launcher, list(cluster), job.path)
+    cluster_job = step_launcher(launcher, list(cluster), job.path, run_id=run_id, store_secret=store_secret)
     out = run_rl_stage(preset=preset, model_uri=read_ref(model.path), tasks_uri=read_ref(tasks.path),
                        store_root=store_root, run_name=run_name or run_id, overrides=list(overrides),
                        launcher=cluster_job)

@@ -4,15 +4,19 @@ import json
 import pytest
 from kfp import dsl, local
 
+from diffucoder.errors import DiffucoderError
+from diffucoder.stages.cluster import stage_launcher
+from diffucoder.store import open_store
 from diffucoder_kfp.components.images import TRAIN_IMAGE
 from diffucoder_kfp.components.rl import rl
 from diffucoder_kfp.components.testing import compile_component, dataset_reference, model_reference
+from tests.rl.rl_trainer_helpers import make_model_dir, make_suite
 
 
 def test_component_interface_is_typed():
     spec = rl.component_spec
-    assert set(spec.inputs) == {"preset", "model", "tasks", "store_root", "run_name", "run_id", "overrides",
-                                "launcher", "cluster"}
+    assert set(spec.inputs) == {"preset", "model", "tasks", "store_root", "run_name", "run_id",
+                                "store_secret", "overrides", "launcher", "cluster"}
     assert spec.inputs["model"].type == "system.Model@0.0.1"
     assert spec.inputs["tasks"].type == "system.Dataset@0.0.1"
     assert {name: out.type for name, out in spec.outputs.items()} == {
@@ -29,9 +33,6 @@ def test_component_compiles(tmp_path):
 
 @pytest.mark.integration
 def test_runs_on_the_local_runner(tmp_path, monkeypatch):
-    from diffucoder.store import open_store
-    from tests.rl.rl_trainer_helpers import make_model_dir, make_suite
-
     monkeypatch.setenv("DIFFUCODER_CACHE", str(tmp_path / "cache"))
     store_root = (tmp_path / "store").as_uri()
     store = open_store(store_root)
@@ -46,7 +47,8 @@ def test_runs_on_the_local_runner(tmp_path, monkeypatch):
         model = model_reference(uri=model_uri)
         tasks = dataset_reference(uri=tasks_uri)
         rl(preset="tiny-cpu", model=model.outputs["artifact"], tasks=tasks.outputs["artifact"], store_root=root,
-           run_name="t1", run_id="job-1", overrides=overrides, launcher="in-process", cluster=[])
+           run_name="t1", run_id="job-1", store_secret="diffucoder-s3", overrides=overrides,
+           launcher="in-process", cluster=[])
 
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "kfp"))
     pipeline(model_uri=f"{store_root}/runs/t1/sft", tasks_uri=f"{store_root}/runs/t1/tasks", root=store_root)
@@ -63,9 +65,6 @@ def test_runs_on_the_local_runner(tmp_path, monkeypatch):
 
 
 def test_cluster_overrides_without_a_cluster_launcher_are_refused():
-    from diffucoder.errors import DiffucoderError
-    from diffucoder.stages.cluster import stage_launcher
-
     with pytest.raises(DiffucoderError, match="launcher is 'in-process'"):
         stage_launcher("in-process", ["training.stages.rl.nodes=2"])
     with pytest.raises(DiffucoderError, match="must be one of"):

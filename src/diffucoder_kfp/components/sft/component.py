@@ -18,6 +18,7 @@ def sft(
     store_root: str,
     run_name: str,
     run_id: str,
+    store_secret: str,
     overrides: list,
     launcher: str,
     cluster: list,
@@ -36,6 +37,7 @@ def sft(
         store_root: artifact store root, ``s3://bucket/prefix`` or ``file:///abs/dir``.
         run_name: name of this run in the store; empty = ``run_id``.
         run_id: the pipeline job id (filled in by the pipeline).
+        store_secret: the Secret this step reads the store with; a cluster job's pods get it too.
         overrides: ``key.sub=value`` overrides; ``tasks.*`` shape the task suite
             (``tasks.seed``, ``tasks.max_per_family``, ``tasks.heldout_fraction``), the rest
             the trainer recipe.
@@ -48,7 +50,7 @@ def sft(
     from diffucoder.stages.cluster import step_launcher
     from diffucoder.stages.sft import run_sft_stage
 
-    cluster_job = step_launcher(launcher, list(cluster), job.path)
+    cluster_job = step_launcher(launcher, list(cluster), job.path, run_id=run_id, store_secret=store_secret)
     out = run_sft_stage(preset=preset, model_uri=read_ref(model.path), store_root=store_root,
                         run_name=run_name or run_id, overrides=list(overrides), launcher=cluster_job,
                         start_stage=start_stage)

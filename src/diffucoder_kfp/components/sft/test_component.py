@@ -4,15 +4,20 @@ import json
 import pytest
 from kfp import dsl, local
 
+from diffucoder.model import build_config, build_model, save_model
+from diffucoder.store import open_store
+from diffucoder.tasks import read_tasks
+from diffucoder.training.inputs import load_tokenizer, special_ids
 from diffucoder_kfp.components.images import TRAIN_IMAGE
 from diffucoder_kfp.components.sft import sft
 from diffucoder_kfp.components.testing import compile_component, model_reference
+from tests.training.training_helpers import make_shards
 
 
 def test_component_interface_is_typed():
     spec = sft.component_spec
-    assert set(spec.inputs) == {"preset", "model", "store_root", "run_name", "run_id", "overrides",
-                                "launcher", "cluster", "start_stage"}
+    assert set(spec.inputs) == {"preset", "model", "store_root", "run_name", "run_id", "store_secret",
+                                "overrides", "launcher", "cluster", "start_stage"}
     assert spec.inputs["model"].type == "system.Model@0.0.1"
     assert {name: out.type for name, out in spec.outputs.items()} == {
         "sft_model": "system.Model@0.0.1", "tasks": "system.Dataset@0.0.1",
@@ -28,10 +33,6 @@ def test_component_compiles(tmp_path):
 
 def publish_micro_model(tmp_path, store, name):
     """A randomly initialised micro Dream model with the curation-style tokenizer."""
-    from diffucoder.model import build_config, build_model, save_model
-    from diffucoder.training.inputs import load_tokenizer, special_ids
-    from tests.training.training_helpers import make_shards
-
     shards = make_shards(tmp_path / "curated")
     tok = load_tokenizer(shards / "tokenizer", "tokenizer")
     ids = special_ids(tok, "tokenizer")
@@ -46,9 +47,6 @@ def publish_micro_model(tmp_path, store, name):
 
 @pytest.mark.integration
 def test_runs_on_the_local_runner(tmp_path, monkeypatch):
-    from diffucoder.store import open_store
-    from diffucoder.tasks import read_tasks
-
     monkeypatch.setenv("DIFFUCODER_CACHE", str(tmp_path / "cache"))
     store_root = (tmp_path / "store").as_uri()
     store = open_store(store_root)
@@ -60,7 +58,8 @@ def test_runs_on_the_local_runner(tmp_path, monkeypatch):
     def pipeline(uri: str, root: str):
         ref = model_reference(uri=uri)
         sft(preset="tiny-cpu", model=ref.outputs["artifact"], store_root=root, run_name="t1",
-            run_id="job-1", overrides=overrides, launcher="in-process", cluster=[], start_stage="curate")
+            run_id="job-1", store_secret="diffucoder-s3", overrides=overrides, launcher="in-process",
+            cluster=[], start_stage="curate")
 
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "kfp"))
     pipeline(uri=f"{store_root}/runs/t1/pretrain", root=store_root)
