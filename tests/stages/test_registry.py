@@ -45,8 +45,8 @@ def test_the_scan_finds_a_stage_list_where_one_is_written(tmp_path):
 
 
 def test_order_and_roles():
-    assert NAMES == ("curate", "pretrain", "sft", "rl", "evaluate", "deploy")
-    assert START_STAGES == ("curate", "sft", "rl") and TRAINING_STAGES == ("pretrain", "sft", "rl")
+    assert NAMES == ("curate", "pretrain", "midtrain", "sft", "rl", "evaluate", "deploy")
+    assert START_STAGES == ("curate", "sft", "rl") and TRAINING_STAGES == ("pretrain", "midtrain", "sft", "rl")
     assert stage("rl").job_argv("7b-gpu") == ["rl", "train", "--preset", "7b-gpu"]
     assert stage("pretrain").job_argv("tiny-cpu") == ["pretrain", "--preset", "tiny-cpu"]
     with pytest.raises(DiffucoderError, match="not a training stage"):

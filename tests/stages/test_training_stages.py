@@ -55,3 +55,24 @@ def test_stage_inputs_are_checked(tmp_path):
         run_sft_stage("tiny-cpu", "", (tmp_path / "s").as_uri(), "r1")
     with pytest.raises(DiffucoderError, match="'tasks.max_per_family'"):
         run_sft_stage("tiny-cpu", "file:///x", (tmp_path / "s").as_uri(), "r1", ["tasks.max_per_family=-1"])
+
+
+def test_midtrain_passes_the_model_on_unless_enabled_then_trains_from_it(tmp_path, monkeypatch):
+    from diffucoder.stages.midtrain import run_midtrain_stage
+    monkeypatch.setenv("DIFFUCODER_CACHE", str(tmp_path / "cache"))
+    store_root = (tmp_path / "store").as_uri()
+    store = open_store(store_root)
+    store.put_artifact("runs/r1/curated", make_shards(tmp_path / "curated"))
+    pre = run_pretrain_stage("tiny-cpu", f"{store_root}/runs/r1/curated", store_root, "r1", MICRO_MODEL + QUICK)
+    off = run_midtrain_stage("tiny-cpu", pre.uri, f"{store_root}/runs/r1/curated", store_root, "r1")
+    assert off.uri == pre.uri and not store.has_artifact("runs/r1/midtrain")
+    assert "Mid-training is off" in off.report_md
+    on = run_midtrain_stage("tiny-cpu", pre.uri, f"{store_root}/runs/r1/curated", store_root, "r1",
+                            overrides=QUICK, enabled=True)
+    assert on.uri == f"{store_root}/runs/r1/midtrain" and on.metadata["stage"] == "midtrain"
+    assert json.loads(store.open_file("runs/r1/midtrain", "training/summary.json"))["stage"] == "midtrain"
+    # it starts from the pre-trained weights, not from a random init
+    recipe = store.open_file("runs/r1/midtrain", "training/recipe.yaml").decode()
+    assert f"init_from: {pre.uri}" in recipe
+    with pytest.raises(DiffucoderError, match="data_uri"):
+        run_midtrain_stage("tiny-cpu", pre.uri, "", store_root, "r1", enabled=True)

@@ -7,7 +7,8 @@
 
 Either way the saved directory loads with ``transformers.AutoTokenizer.from_pretrained``
 and carries the diffusion special tokens ``<|endoftext|>`` (eos and pad), ``<|mask|>``
-and ``<|dlm_pad|>``; they are added when a pretrained tokenizer lacks them, and their
+and ``<|dlm_pad|>``; they are added when a pretrained tokenizer lacks them (on Qwen2.5-Coder's
+vocabulary at the released ids: ``<|mask|>`` 151666, see ``ensure_special_tokens``), and their
 ids are returned for the manifest. A trained BPE puts them first (ids 0, 1, 2).
 """
 from __future__ import annotations
@@ -16,11 +17,16 @@ import hashlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
 from diffucoder.errors import DiffucoderError
+from diffucoder.store import resolve
 
 EOS_TOKEN = "<|endoftext|>"
 MASK_TOKEN = "<|mask|>"
 DLM_PAD_TOKEN = "<|dlm_pad|>"
+BEGIN_TOKEN = "<|beginoftext|>"   # Dream's, added before <|mask|> to a pretrained vocabulary
 SPECIAL_TOKENS = (EOS_TOKEN, MASK_TOKEN, DLM_PAD_TOKEN)
 # Qwen2's pre-tokenizer split: digits one by one, punctuation runs, newline runs kept apart.
 QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+"
@@ -30,9 +36,6 @@ QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[
 def train_bpe(texts: Iterable[str], vocab_size: int, min_frequency: int = 2,
               progress: bool = False):
     """A byte-level BPE (``PreTrainedTokenizerFast``) trained on ``texts``."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
     tok = Tokenizer(models.BPE(byte_fallback=False))
     tok.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated"),
@@ -49,11 +52,8 @@ def train_bpe(texts: Iterable[str], vocab_size: int, min_frequency: int = 2,
 
 def load_pretrained(path: str, download_dir: Path):
     """A fast Hugging Face tokenizer from a local directory or a store artifact URI."""
-    from transformers import AutoTokenizer
-
     local = Path(path)
     if "://" in path and not path.startswith("file://"):
-        from diffucoder.store import resolve
         store, name = resolve(path)
         local = download_dir / name
         store.get_artifact(name, local)
@@ -71,15 +71,27 @@ def load_pretrained(path: str, download_dir: Path):
     return tok
 
 
-def ensure_special_tokens(tok) -> dict[str, int]:
-    """Add the diffusion special tokens if missing; their ids by role."""
-    from tokenizers import AddedToken
+def add_special_token(tok, text: str) -> int:
+    """``text`` as one special token, appended at the next free id when the vocabulary lacks it; its id."""
+    if text not in tok.get_vocab():
+        tok.add_tokens([AddedToken(text, special=True, normalized=False)], special_tokens=True)
+    return tok.convert_tokens_to_ids(text)
 
-    tok.add_special_tokens({"eos_token": EOS_TOKEN, "pad_token": EOS_TOKEN,
-                            "mask_token": MASK_TOKEN})
-    if tok.convert_tokens_to_ids(DLM_PAD_TOKEN) in (None, tok.unk_token_id):
-        tok.add_tokens([AddedToken(DLM_PAD_TOKEN, special=True, normalized=False)],
-                       special_tokens=True)
+
+def ensure_special_tokens(tok) -> dict[str, int]:
+    """Add the diffusion special tokens if missing; their ids by role.
+
+    A pretrained tokenizer without ``<|mask|>`` gets ``<|beginoftext|>`` and then ``<|mask|>``
+    appended, in the order Dream's adaptation of Qwen2.5 added them: on Qwen2.5(-Coder)'s
+    vocabulary (its added tokens end with ``<|file_sep|>`` at 151664) ``<|mask|>`` lands on
+    151666, the id of Dream and DiffuCoder, not on the 151665 appending it alone would give.
+    ``<|dlm_pad|>`` comes next (151667), the token the released Instruct model adds.
+    """
+    tok.add_special_tokens({"eos_token": EOS_TOKEN, "pad_token": EOS_TOKEN})
+    if MASK_TOKEN not in tok.get_vocab():
+        add_special_token(tok, BEGIN_TOKEN)
+    tok.add_special_tokens({"mask_token": MASK_TOKEN})
+    add_special_token(tok, DLM_PAD_TOKEN)
     ids = {role: tok.convert_tokens_to_ids(text) for role, text in
            (("eos", EOS_TOKEN), ("pad", EOS_TOKEN), ("mask", MASK_TOKEN),
             ("dlm_pad", DLM_PAD_TOKEN))}

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 
 from diffucoder.config import ConfigError, setting
 from diffucoder.sampling.config import SamplingConfig
+from diffucoder.sandbox.config import ISOLATION_CHOICES, SandboxSection
 from diffucoder.tasks.config import TaskSuiteConfig
+from diffucoder.training.chat import ChatConfig
 
 BENCHMARKS = ("synthetic", "humaneval", "humaneval_plus", "mbpp", "mbpp_plus")
 PROMPT_STYLES = ("base", "instruct")
@@ -42,8 +44,8 @@ class Limits:
                                          help="time limit when measuring the reference solution")
     memory_mb: int = setting(1024, min=64, help="address-space limit of each sandboxed program")
     workers: int = setting(0, min=0, help="programs run at once (0 = one per core)")
-    isolation: str = setting("auto", choices=("auto", "bwrap", "unshare", "none"),
-                             help="sandbox isolation layer (auto = strongest available)")
+    isolation: str = setting("auto", choices=ISOLATION_CHOICES,
+                             help="local sandbox isolation layer (auto = strongest available)")
 
 
 @dataclass
@@ -73,7 +75,11 @@ class EvaluateConfig:
     # The same suite settings as the SFT stage, so the held-out tasks are the same.
     synthetic: TaskSuiteConfig = field(default_factory=TaskSuiteConfig)
     limits: Limits = field(default_factory=Limits)
+    # Where the answers run: the sandbox service (sandbox.endpoint) or a local pool, never below
+    # sandbox.min_isolation.
+    sandbox: SandboxSection = field(default_factory=SandboxSection)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    chat: ChatConfig = field(default_factory=ChatConfig)   # instruct style: the template around the question
 
     def validate(self) -> None:
         if not self.benchmarks:

@@ -2,6 +2,7 @@
 
     build_prompt(problem, "base")        # the code prompt itself (signature + docstring)
     build_prompt(problem, "instruct")    # the SFT chat template around problem.instruction
+    build_prompt(problem, "instruct", "released")   # the released Instruct models' prompt (system turn)
     answer = extract_answer(problem, completion, "instruct")
     answer.program, answer.extraction    # the code to run; "fenced" | "unclosed_fence" | "raw"
     answer = extract_answer(problem, completion, "base", stop_sequences=["\\ndef "])
@@ -41,11 +42,14 @@ def _check_style(style: str) -> None:
         raise DiffucoderError(f"prompt style must be one of {list(PROMPT_STYLES)}, got {style!r}")
 
 
-def build_prompt(problem: Problem, style: str) -> str:
+def build_prompt(problem: Problem, style: str, template: str = "project") -> str:
+    """The code prompt (``base``), or the instruction in the chat ``template`` (``instruct``:
+    ``training.chat``, ``project`` or ``released``)."""
     _check_style(style)
     if style == "base":
         return problem.prompt
-    return render_prompt([{"role": "user", "content": problem.instruction}], where=problem.task_id)
+    return render_prompt([{"role": "user", "content": problem.instruction}], where=problem.task_id,
+                         template=template)
 
 
 def cut_at_stops(text: str, stops: Sequence[str]) -> str:

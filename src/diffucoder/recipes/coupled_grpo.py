@@ -53,12 +53,11 @@ from diffucoder.rl.estimator import EstimatorConfig, MaskPass, estimator_passes,
 from diffucoder.rl.hard_filter import HardFilterSection, PolicySampler, filter_prompts, with_stubs
 from diffucoder.rl.objective import AdvantageSection, group_advantages, grpo_loss
 from diffucoder.rl.prompts import PromptSet, RLPrompt, limit_prompts, read_prompts, write_pass_rates
-from diffucoder.rl.report import (KFP_METRIC_KEYS, eval_row, export_rl_model, reward_matrix, reward_sums, step_row,
-                                  summarize)
+from diffucoder.rl.report import (KFP_METRIC_KEYS, eval_row, export_rl_model, reward_matrix, reward_sums,
+                                  sandbox_summary, step_row, summarize)
 from diffucoder.rl.rewards import RewardSection
 from diffucoder.rl.rollouts import Rollouts, generate_rollouts, greedy_scores, score_rollouts, seed_of
 from diffucoder.sampling.config import SamplingConfig
-from diffucoder.sandbox import Sandbox
 from diffucoder.tasks import write_jsonl
 from diffucoder.training.checkpoint import Checkpoints, rng_state, set_rng_state
 from diffucoder.training.config import (CheckpointSection, DistributedSection, ModelSection, OptimSection,
@@ -251,7 +250,7 @@ def prepare_rl_inputs(cfg: RLConfig, env: DistEnv) -> RLInputs:
     if not (init_dir / "config.json").is_file():
         raise ConfigError(f"'model.init_from': {cfg.model.init_from} holds no model (config.json)")
     tokenizer = load_tokenizer(init_dir, "model.init_from")
-    ids = special_ids(tokenizer, "model.init_from")
+    ids = special_ids(tokenizer, "model.init_from", dlm_pad="optional")   # a Base model stops at EOS
     max_positions = int(read_checkpoint_config(init_dir).get("max_position_embeddings", 0))
     new_tokens = cfg.rollout.sampling.max_new_tokens
     room = max_positions - new_tokens
@@ -383,6 +382,7 @@ def _train(cfg: RLConfig, env: DistEnv, on_step: Callable[[RLState], None] | Non
     workdir.mkdir(parents=True, exist_ok=True)
     per_rank = cfg.rank_prompts(env.world_size)      # layout errors before any model exists
     micro, _ = cfg.micro_batches(env.world_size)
+    cfg.reward.check_sandbox()   # below reward.sandbox.min_isolation, or no service: stop before any model
     inputs = prepare_rl_inputs(cfg, env)
     policy = load_policy(cfg, inputs, env).train()
     if cfg.train.grad_checkpointing:
@@ -400,7 +400,9 @@ def _train(cfg: RLConfig, env: DistEnv, on_step: Callable[[RLState], None] | Non
     ckpts = Checkpoints(cfg.checkpoint.uri, env, workdir, cfg.checkpoint.keep_last) if cfg.checkpoint.uri else None
     state = RLState(log=log)
     held = WithReference(engine, reference, state, env)
-    with Sandbox(cfg.reward.sandbox_config()) as sandbox:
+    # the sandbox service or a local pool, self-checked: a known-good program passes, known-bad ones fail
+    with cfg.reward.open_sandbox() as sandbox:
+        sandbox_info = sandbox.describe()
         resumed = ckpts is not None and cfg.checkpoint.resume and ckpts.restore(held, state) is not None
         prompts = _training_prompts(cfg, inputs, engine, sandbox, env, state)
         state.attach_loader(RowLoader(PromptSet(prompts), per_rank, env.rank, env.world_size, cfg.train.seed))
@@ -428,7 +430,7 @@ def _train(cfg: RLConfig, env: DistEnv, on_step: Callable[[RLState], None] | Non
             if on_step is not None:
                 on_step(state)
         bar.close()
-    return _export(cfg, engine, inputs, state, prompts, start_step, workdir, env)
+    return _export(cfg, engine, inputs, state, prompts, start_step, workdir, env, sandbox_info)
 
 
 def _training_prompts(cfg: RLConfig, inputs: RLInputs, engine, sandbox, env: DistEnv,
@@ -588,7 +590,7 @@ def grpo_update(engine, reference, batch: Rollouts, advantages: torch.Tensor, ob
 # -- the end of the run ---------------------------------------------------------------------------
 
 def _export(cfg: RLConfig, engine, inputs: RLInputs, state: RLState, prompts: list[RLPrompt], start_step: int,
-            workdir: Path, env: DistEnv) -> TrainResult:
+            workdir: Path, env: DistEnv, sandbox_info: dict) -> TrainResult:
     ranks_agree = check_replicas_agree(engine, env)
     config = engine.module.config
     summary = {"stage": "rl", "steps": cfg.train.steps, "resumed_from_step": start_step,
@@ -597,7 +599,8 @@ def _export(cfg: RLConfig, engine, inputs: RLInputs, state: RLState, prompts: li
                "prompts_per_step": cfg.rollout.prompts_per_step, "mu": cfg.objective.mu,
                "estimator": cfg.objective.estimator.method, "beta": cfg.objective.beta,
                "train_seconds": round(state.train_seconds, 2), **summarize(state.log.rows),
-               "ranks_agree": ranks_agree, "hard_filter": state.hard_filter, "data": inputs.data_info}
+               "ranks_agree": ranks_agree, "hard_filter": state.hard_filter, "data": inputs.data_info,
+               **sandbox_summary(sandbox_info)}
     weights = gather_weights(engine)   # collective
     model_dir, model_uri, report = None, "", ""
     if env.is_main:
@@ -621,8 +624,10 @@ def run_filter(cfg: RLConfig, out: str | Path, progress: bool = True) -> FilterR
     if cfg.distributed.backend != "none":
         raise DiffucoderError("'distributed.backend': the filter command runs in one process; set it to none")
     env = init_distributed("none")
+    if cfg.hard_filter.source == "sample":
+        cfg.reward.check_sandbox()   # stop before the model loads
     inputs = prepare_rl_inputs(cfg, env)
-    with Sandbox(cfg.reward.sandbox_config()) as sandbox:
+    with cfg.reward.open_sandbox() as sandbox:
         policy = None
         if cfg.hard_filter.source == "sample":
             policy = PolicySampler(load_policy(cfg, inputs, env).eval(), inputs.tokenizer, cfg.rollout.sampling,

@@ -1,6 +1,7 @@
 """The masked-diffusion recipe: pre-training (adaptation) and SFT of a Dream model, one loop.
 
     diffucoder pretrain --config configs/tiny-cpu/pretrain.yaml --data URI --output URI [key=value ...]
+    diffucoder midtrain --config configs/7b-gpu/midtrain.yaml --init URI --data URI --output URI
     diffucoder sft --config configs/tiny-cpu/sft.yaml --init URI --data URI --output URI
     python -m torch.distributed.run --nproc_per_node 2 -m diffucoder.cli pretrain --config ... \\
         distributed.backend=fsdp2
@@ -47,6 +48,7 @@ from diffucoder.errors import DiffucoderError
 from diffucoder.model import build_config, build_model, load_model, param_count
 from diffucoder.model.io import read_checkpoint_config
 from diffucoder.tasks.config import TaskSuiteConfig
+from diffucoder.training.chat import ChatConfig
 from diffucoder.training.checkpoint import Checkpoints, rng_state, set_rng_state
 from diffucoder.training.config import (CheckpointSection, DistributedSection, ModelSection, OptimSection,
                                         OutputSection, TrainSection, check_warmup, shorthand_values)
@@ -91,11 +93,12 @@ class DataSection:
 class TrainConfig:
     """The recipe (``configs/<preset>/pretrain.yaml``); ``data.kind`` says whether rows come from
     curated token shards (pre-training / adaptation) or from chat JSONL (SFT)."""
-    stage: Literal["pretrain", "sft"] = setting("pretrain", help="names the run in reports")
+    stage: Literal["pretrain", "midtrain", "sft"] = setting("pretrain", help="names the run in reports")
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
     optim: OptimSection = field(default_factory=OptimSection)
     diffusion: DiffusionLossConfig = field(default_factory=DiffusionLossConfig)
+    chat: ChatConfig = field(default_factory=ChatConfig)   # chat_jsonl: how records become prompt text
     distributed: DistributedSection = field(default_factory=DistributedSection)
     checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
     train: TrainSection = field(default_factory=TrainSection)
@@ -173,11 +176,11 @@ def prepare_inputs(cfg: TrainConfig, env: DistEnv) -> Inputs:
         tokenizer = load_tokenizer(tok_dir, "data.tokenizer" if d.tokenizer else "model.init_from")
         ids = special_ids(tokenizer, "data.tokenizer")
         path = rank_zero_first(env, lambda: fetch_file(d.uri, d.file, "data.uri", cache / "data"))
-        train_rows = ChatRows.from_jsonl(path, tokenizer, d.seq_len, ids, d.canvas_jitter)
+        train_rows = ChatRows.from_jsonl(path, tokenizer, d.seq_len, ids, d.canvas_jitter, cfg.chat.template)
         val_rows = None
         if d.val_file:
             val_path = rank_zero_first(env, lambda: fetch_file(d.uri, d.val_file, "data.val_file", cache / "data"))
-            val_rows = ChatRows.from_jsonl(val_path, tokenizer, d.seq_len, ids)
+            val_rows = ChatRows.from_jsonl(val_path, tokenizer, d.seq_len, ids, chat_template=cfg.chat.template)
         vocab_size, seq_len = len(tokenizer), d.seq_len
         info = {"rows": len(train_rows), "skipped_long_prompts": train_rows.skipped,
                 "truncated_responses": train_rows.truncated(), "file": str(path)}
@@ -405,7 +408,7 @@ def _export(cfg: TrainConfig, engine, config, inputs: Inputs, state: TrainState,
     return TrainResult(summary=summary, workdir=workdir, model_dir=model_dir, model_uri=model_uri, report_md=report)
 
 
-# -- the command line: diffucoder pretrain | sft ---------------------------------------------------
+# -- the command line: diffucoder pretrain | midtrain | sft ----------------------------------------
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None,

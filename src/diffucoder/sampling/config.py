@@ -8,6 +8,8 @@
 
 Defaults are the released models' recommended decoding (docs/method.md, section 5.5):
 256 new tokens in 256 steps, top_p 0.95, alg ``entropy``, alg_temp 0, temperature 0.2.
+``compute_dtype`` float32 computes the draw and the confidences in float32 whatever the model's
+dtype; ``model`` (or ``bfloat16``) reproduces the released sampler's bf16 numerics.
 ``mode="exact"`` runs the method as written; the ``approx_*`` modes are the
 Fast-dLLM-style cached, block-wise decoders: faster, and *not* the same distribution.
 """
@@ -22,6 +24,7 @@ from diffucoder.config import ConfigError, setting
 ALGORITHMS = ("origin", "maskgit_plus", "topk_margin", "entropy")
 MODES = ("exact", "approx_prefix_cache", "approx_dual_cache")
 STOPS = ("eos", "dlm_pad")
+COMPUTE_DTYPES = ("float32", "bfloat16", "model")
 
 
 @dataclass
@@ -49,6 +52,10 @@ class SamplingConfig:
                     "can flip near-tied choices. Slower: no batching of the model")
     stop: str = setting("eos", choices=STOPS,
                         help="where decoded text is cut: first EOS (base models) or <|dlm_pad|> (instruct)")
+    compute_dtype: str = setting(
+        "float32", choices=COMPUTE_DTYPES,
+        help="dtype of the token draw and the confidences (docs/method.md, section 3.3): float32, or as the "
+             "released sampler does, the model's dtype (model; bfloat16 on GPU), where exact ties are common")
 
     def validate(self) -> None:
         if not 0.0 < self.top_p <= 1.0:

@@ -24,6 +24,7 @@ import torch
 
 from diffucoder.errors import DiffucoderError
 from diffucoder.model import position_ids_from_mask
+from diffucoder.sampling.cached import cached_generate
 from diffucoder.sampling.config import SamplingConfig, resolve_config
 from diffucoder.sampling.output import CommitRecorder, GenerationOutput
 from diffucoder.sampling.schedule import commit_counts, unmask_fraction
@@ -58,7 +59,6 @@ def diffusion_generate(model: torch.nn.Module, input_ids: torch.Tensor, attentio
     if generator is None:
         generator = torch.Generator(device=device).manual_seed(config.seed)
     if config.approximate:
-        from diffucoder.sampling.cached import cached_generate
         return cached_generate(model, input_ids, attention_mask, config, generator, mask_id,
                                return_history, return_commit_order)
     return _exact_generate(model, input_ids, attention_mask, config, generator, mask_id,

@@ -9,7 +9,9 @@
 ``sample_tokens`` follows the reference sampler: logits / temperature (if > 0),
 top-p then top-k filtering (transformers' warpers), softmax, a categorical draw
 (argmax at temperature 0); the confidence is p(token) (``maskgit_plus``),
-p1 - p2 (``topk_margin``) or sum p log p (``entropy``).
+p1 - p2 (``topk_margin``) or sum p log p (``entropy``). All of it runs in
+``compute_dtype``: float32 by default, or the logits' own dtype (``"model"``: bf16 for a bf16
+model, as the reference sampler computes) or ``"bfloat16"`` (docs/method.md, section 3.3).
 """
 from __future__ import annotations
 
@@ -31,9 +33,11 @@ def filter_logits(logits: torch.Tensor, top_p: float, top_k: int) -> torch.Tenso
 
 
 def sample_tokens(logits: torch.Tensor, *, temperature: float, top_p: float, top_k: int, alg: str,
-                  generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Tokens drawn from ``logits`` (R, V) and their confidence (R,) under ``alg``."""
-    logits = logits.float()
+                  generator: torch.Generator | None, compute_dtype: str = "float32"
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tokens drawn from ``logits`` (R, V) and their confidence (R,) under ``alg``, computed in
+    ``compute_dtype`` (``"float32"``, ``"bfloat16"``, or ``"model"``: the logits' dtype)."""
+    logits = logits.to(logits.dtype if compute_dtype == "model" else getattr(torch, compute_dtype))
     if temperature > 0:
         logits = logits / temperature
     probs = torch.softmax(filter_logits(logits, top_p, top_k), dim=-1)
@@ -82,7 +86,7 @@ def denoise_step(logits: torch.Tensor, block: torch.Tensor, masked: torch.Tensor
     for ``origin``. Returns the new block, the committed positions (B, N) and their rank in the step.
     """
     sampling = dict(temperature=config.temperature, top_p=config.top_p, top_k=config.top_k, alg=config.alg,
-                    generator=generator)
+                    generator=generator, compute_dtype=config.compute_dtype)
     block = block.clone()
     if config.alg == "origin":
         draw = torch.rand(masked.shape, generator=generator, device=masked.device)
@@ -93,7 +97,7 @@ def denoise_step(logits: torch.Tensor, block: torch.Tensor, masked: torch.Tensor
         rank = torch.where(chosen, chosen.long().cumsum(1) - 1, -1)
         return block, chosen, rank
     tokens, confidence = sample_tokens(logits[masked], **sampling)
-    full_confidence = torch.full(masked.shape, -torch.inf, device=masked.device)
+    full_confidence = torch.full(masked.shape, -torch.inf, dtype=confidence.dtype, device=masked.device)
     full_confidence[masked] = confidence
     proposal = block.clone()
     proposal[masked] = tokens

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from diffucoder.config import ConfigError, setting
 from diffucoder.sampling.config import ALGORITHMS, MODES, STOPS
+from diffucoder.training.chat import ChatConfig
 
 DTYPES = ("float32", "bfloat16", "float16")
 
@@ -89,6 +90,7 @@ class ServeConfig:
     sampler: SamplerSettings = field(default_factory=SamplerSettings)
     limits: ServeLimits = field(default_factory=ServeLimits)
     batching: BatchingConfig = field(default_factory=BatchingConfig)
+    chat: ChatConfig = field(default_factory=ChatConfig)   # how chat messages become the prompt
 
     def validate(self) -> None:
         if not self.model_name or "/" in self.model_name or ":" in self.model_name:

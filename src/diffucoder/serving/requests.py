@@ -99,7 +99,7 @@ class RequestParser:
     def chat(self, body: dict) -> ParsedRequest:
         self.check_model(body)
         reject_unsupported(body, UNSUPPORTED_CHAT)
-        prompt = render_prompt(self.messages(body.get("messages", MISSING)))
+        prompt = render_prompt(self.messages(body.get("messages", MISSING)), template=self.cfg.chat.template)
         if body.get("max_tokens") is None and body.get("max_completion_tokens") is not None:
             # OpenAI's newer name for max_tokens; errors still name what the client sent
             read_int(body, "max_completion_tokens", lo=1, hi=self.cfg.limits.max_tokens, default=None)
@@ -133,8 +133,8 @@ class RequestParser:
             elif isinstance(instance, dict):
                 fields.update({k: v for k, v in instance.items() if k not in ("prompt", "messages")})
                 if "messages" in instance:
-                    text, param, extra_stop = render_prompt(self.messages(instance["messages"], at)), \
-                        f"{at}.messages", (IM_END,)
+                    text = render_prompt(self.messages(instance["messages"], at), template=self.cfg.chat.template)
+                    param, extra_stop = f"{at}.messages", (IM_END,)
                 elif isinstance(instance.get("prompt"), str):
                     text, param, extra_stop = instance["prompt"], f"{at}.prompt", ()
                 else:

@@ -47,8 +47,9 @@ def skipped_output(stage: str, start_stage: str) -> StageOutput:
                                  "`start_stage`), so this step did no work.\n")
 
 
-def passthrough_model(model_uri: str, stage: str, start_stage: str) -> StageOutput:
-    """A reference to an existing model artifact, checked: what a skipped training step outputs."""
+def passthrough_model(model_uri: str, stage: str, start_stage: str, why: str = "") -> StageOutput:
+    """A reference to an existing model artifact, checked: what a skipped training step outputs.
+    ``why`` says why it was skipped (default: the run starts later)."""
     if not model_uri:
         raise DiffucoderError(f"{stage}: skipped (start_stage={start_stage!r}) but no start_model was given")
     store, name = resolve(model_uri)
@@ -59,7 +60,7 @@ def passthrough_model(model_uri: str, stage: str, start_stage: str) -> StageOutp
     if "config.json" not in files or not any(f.endswith(".safetensors") for f in files):
         raise DiffucoderError(f"start_model {model_uri!r}: not a model (needs config.json and *.safetensors; "
                               f"has {sorted(files)[:8]})")
-    report = (f"# {stage}: skipped\n\nThe run starts at `{start_stage}` (pipeline parameter `start_stage`); "
-              f"this step passes the start model on unchanged:\n\n`{store.uri(name)}`\n")
+    why = why or f"The run starts at `{start_stage}` (pipeline parameter `start_stage`)"
+    report = f"# {stage}: skipped\n\n{why}; this step passes the model on unchanged:\n\n`{store.uri(name)}`\n"
     return StageOutput(uri=store.uri(name), report_md=report,
                        metadata={"kind": "model", "stage": stage, "imported": True, "start_stage": start_stage})

@@ -68,8 +68,9 @@ class ChatRows:
 
     @classmethod
     def from_jsonl(cls, path: str | Path, tokenizer, seq_len: int, ids: dict[str, int],
-                   canvas_jitter: float = 0.0) -> ChatRows:
-        """Read chat records; samples whose prompt leaves no room for an answer are skipped."""
+                   canvas_jitter: float = 0.0, chat_template: str = "project") -> ChatRows:
+        """Read chat records, rendered with ``chat_template`` (``training.chat``: ``project`` or
+        ``released``); samples whose prompt leaves no room for an answer are skipped."""
         prompts, responses, skipped = [], [], 0
         path = Path(path)
         texts: list[tuple[str, str]] = []
@@ -81,7 +82,7 @@ class ChatRows:
                     record = json.loads(line)
                 except json.JSONDecodeError as err:
                     raise DiffucoderError(f"{path}:{number}: not JSON: {err}") from None
-                texts.append(split_chat(record, where=f"{path}:{number}"))
+                texts.append(split_chat(record, where=f"{path}:{number}", template=chat_template))
         if not texts:
             raise DiffucoderError(f"{path}: no chat records")
         prompt_ids = _encode(tokenizer, [p for p, _ in texts])

@@ -6,8 +6,11 @@
         ...                                                # the recipe's plots into training/
         uri = finish_model_dir(model_dir, report_md, recipe_yaml, summary, output_uri, metadata)
 
-``<workdir>/model`` is what ``load_model`` and ``AutoTokenizer.from_pretrained`` read
-(``config.json``, ``model.safetensors``, tokenizer files) plus ``training/``
+``<workdir>/model`` is what ``load_model`` and ``AutoTokenizer.from_pretrained`` read, in the
+layout of the released checkpoints (``save_model``: ``config.json`` with ``auto_map`` and a
+top-level ``rope_theta``, the remote-code modules, ``generation_config.json``, safetensors
+weights; then ``tokenizer.json`` + ``tokenizer_config.json``), so it also loads without
+diffucoder: ``AutoModel.from_pretrained(dir, trust_remote_code=True)``. Plus ``training/``
 (``metrics.jsonl``, ``loss_curve.png``, ``report.md``, ``recipe.yaml``, ``summary.json``).
 It is published whole to ``output.uri`` when that is set.
 """
@@ -21,7 +24,7 @@ from typing import Any
 
 import torch
 
-from diffucoder.model import DreamModel, save_model
+from diffucoder.model import DreamModel, save_checkpoint_tokenizer, save_model
 from diffucoder.store import resolve
 from diffucoder.training.metrics import MetricsLog
 
@@ -57,7 +60,7 @@ def save_model_dir(module, tokenizer, log: MetricsLog, workdir: Path) -> tuple[P
     (model_dir, training_dir). Every trainer's export starts here."""
     model_dir = workdir / "model"
     save_model(module, model_dir)
-    tokenizer.save_pretrained(str(model_dir))
+    save_checkpoint_tokenizer(tokenizer, model_dir)
     training = model_dir / TRAINING_DIR
     training.mkdir(exist_ok=True)
     shutil.copy2(log.path, training / "metrics.jsonl")

@@ -4,10 +4,18 @@ and its diffusion special tokens.
     cache = cache_root(cfg.data.cache_dir)
     model_dir = rank_zero_first(env, lambda: fetch_dir(cfg.model.init_from, "model.init_from", cache / "models"))
     path = fetch_file(cfg.data.uri, "sft-train.jsonl", "data.uri", cache / "data")
-    tokenizer = load_tokenizer(model_dir, "model.init_from")
+    tokenizer = load_tokenizer(model_dir, "model.init_from")   # tokenizer.json or a released Dream one
     ids = special_ids(tokenizer, "model.init_from")       # {"eos", "pad", "mask", "dlm_pad"}
+    ids = special_ids(tokenizer, "model.init_from", dlm_pad="optional")   # a Base model: dlm_pad None
 
 Every error names the recipe key at fault (the ``key`` argument), before any model exists.
+
+A released Base model's tokenizer has no ``<|dlm_pad|>`` (the Instruct model added it for SFT's
+fixed-length canvas). ``special_ids`` appends it at the next free id by default (``"add"``):
+what SFT of a Base model needs, as the release did (the 7B embedding has 152064 rows for the
+151668 tokens up to <|dlm_pad|> 151667). ``"optional"`` leaves a Base tokenizer as it is
+(``dlm_pad`` None: completions end at EOS), for RL or evaluation of a Base model; ``"require"``
+refuses it.
 """
 from __future__ import annotations
 
@@ -15,14 +23,15 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
-from transformers import AutoTokenizer
-
 from diffucoder.config import ConfigError
-from diffucoder.data.tokenizer import DLM_PAD_TOKEN, EOS_TOKEN, MASK_TOKEN
+from diffucoder.data.tokenizer import DLM_PAD_TOKEN, EOS_TOKEN, MASK_TOKEN, add_special_token
+from diffucoder.errors import DiffucoderError
+from diffucoder.model.tokenizer import load_checkpoint_tokenizer
 from diffucoder.store import ArtifactNotFound, StoreError, resolve
 from diffucoder.training.distributed import DistEnv
 
 SPECIAL_TOKENS = {"eos": EOS_TOKEN, "pad": EOS_TOKEN, "mask": MASK_TOKEN, "dlm_pad": DLM_PAD_TOKEN}
+DLM_PAD_MODES = ("add", "optional", "require")
 
 
 def cache_root(cache_dir: str = "") -> Path:
@@ -76,18 +85,29 @@ def fetch_file(uri: str, name: str, key: str, dest_root: Path) -> Path:
 
 def load_tokenizer(directory: Path, key: str):
     try:
-        return AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
-    except (OSError, ValueError) as err:
+        return load_checkpoint_tokenizer(directory)
+    except (OSError, ValueError, DiffucoderError) as err:
         raise ConfigError(f"'{key}': no Hugging Face tokenizer in {directory}: {err}") from None
 
 
-def special_ids(tokenizer, key: str) -> dict[str, int]:
+def special_ids(tokenizer, key: str, dlm_pad: str = "add") -> dict[str, int | None]:
+    """The ids of the diffusion special tokens by role (``eos``, ``pad``, ``mask``, ``dlm_pad``).
+
+    ``dlm_pad`` says what a tokenizer without ``<|dlm_pad|>`` (a released Base model's) gets
+    (module docstring): ``"add"`` appends it, ``"optional"`` gives None, ``"require"`` refuses.
+    """
+    if dlm_pad not in DLM_PAD_MODES:
+        raise ConfigError(f"special_ids: dlm_pad must be one of {list(DLM_PAD_MODES)}, got {dlm_pad!r}")
     vocab = tokenizer.get_vocab()
-    missing = sorted({text for text in SPECIAL_TOKENS.values() if text not in vocab})
+    needed = {EOS_TOKEN, MASK_TOKEN} | ({DLM_PAD_TOKEN} if dlm_pad == "require" else set())
+    missing = sorted(text for text in needed if text not in vocab)
     if missing:
         raise ConfigError(f"'{key}': the tokenizer lacks the diffusion special tokens {missing} "
                           "(curation adds them; see diffucoder.data.tokenizer.ensure_special_tokens)")
-    return {role: vocab[text] for role, text in SPECIAL_TOKENS.items()}
+    ids: dict[str, int | None] = {role: vocab.get(text) for role, text in SPECIAL_TOKENS.items()}
+    if ids["dlm_pad"] is None and dlm_pad == "add":
+        ids["dlm_pad"] = add_special_token(tokenizer, DLM_PAD_TOKEN)
+    return ids
 
 
 def rank_zero_first(env: DistEnv, fn: Callable[[], Any]) -> Any:
