@@ -1,5 +1,11 @@
-"""``diffucoder sandbox check`` / ``doctor``: JSON verdicts and exit codes."""
+"""``diffucoder sandbox check`` / ``doctor`` / ``serve`` / ``selfcheck``: JSON verdicts and exit codes."""
 import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -54,3 +60,75 @@ def test_doctor_lists_the_layers(capsys):
     for layer in ("bwrap", "unshare-n+uid", "rlimits-only"):
         assert layer in out
     assert "auto picks: bwrap" in out
+
+
+def _serving(*extra, prefix=()):
+    """A `diffucoder sandbox serve` process on a free port, and its URL once it says 'ready'."""
+    proc = subprocess.Popen([*prefix, sys.executable, "-m", "diffucoder.cli", "sandbox", "serve", "--host",
+                             "127.0.0.1", "--port", "0", "--workers", "1", "--timeout", "5", *extra],
+                            stderr=subprocess.PIPE, text=True, cwd="/")
+    first = proc.stderr.readline()
+    url = re.search(r"on (http://\S+)", first)
+    assert url, first + proc.stderr.read()
+    assert proc.stderr.readline().strip() == "ready"
+    return proc, url.group(1)
+
+
+@pytest.mark.integration
+def test_serve_check_and_selfcheck_over_http(files, capsys):
+    proc, url = _serving()
+    try:
+        code = main(["sandbox", "check", "--solution", files("sol.py", SOLUTION),
+                     "--tests", files("t.py", "assert add(1, 2) == 3\n"), "--endpoint", url])
+        out = json.loads(capsys.readouterr().out)
+        assert code == 0 and out["verdict"] == "pass" and out["isolation"] == "bwrap"
+        assert main(["sandbox", "selfcheck", "--endpoint", url]) == 0
+        checked = json.loads(capsys.readouterr().out)
+        assert checked["isolation"] == "service" and checked["inside"] == "bwrap" and checked["ok"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 0 and "draining" in rest
+
+
+def test_serve_refuses_to_start_below_its_floor(capsys):
+    assert main(["sandbox", "serve", "--port", "0", "--isolation", "none"]) == 2
+    err = capsys.readouterr().err
+    assert "refusing to run model-written code under 'rlimits-only'" in err
+    assert "--min-isolation is 'auto'" in err and "--isolation=none forces it" in err
+    assert "--isolation=auto" in err and "--min-isolation=rlimits-only" in err and "endpoint" not in err
+
+
+SIGNAL_THE_SERVER = """
+import os, signal
+def f(x):
+    zygote = os.getppid()
+    server = int(open(f"/proc/{zygote}/stat").read().rsplit(")", 1)[1].split()[1])
+    os.kill(server, signal.SIGTERM)
+    os.kill(server, signal.SIGINT)
+    return x
+"""
+
+
+@pytest.mark.integration
+def test_a_job_cannot_stop_the_service_that_runs_it(files, capsys):
+    """Without root (rlimits-only) a job shares the service's uid and can signal it: the stop signals
+    it sends are ignored; one from outside still drains the service."""
+    prefix = []
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root and setpriv (util-linux) is missing: cannot drop to an unprivileged uid")
+        prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    proc, url = _serving("--isolation", "none", "--min-isolation", "rlimits-only", prefix=prefix)
+    try:
+        code = main(["sandbox", "check", "--solution", files("sol.py", SIGNAL_THE_SERVER),
+                     "--tests", files("t.py", "assert f(1) == 1\n"), "--endpoint", url])
+        out = json.loads(capsys.readouterr().out)
+        assert code == 0 and out["verdict"] == "pass" and out["isolation"] == "rlimits-only"
+        ignored = sorted(proc.stderr.readline().split(" from pid")[0] for _ in range(2))
+        assert ignored == ["ignored SIGINT", "ignored SIGTERM"]    # (either may come first)
+        assert main(["sandbox", "selfcheck", "--endpoint", url]) == 0     # still serving
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 0 and "draining (SIGTERM from pid" in rest

@@ -1,24 +1,35 @@
 """Programs that reach for the host: network, files, secrets, other processes, the tests.
 
 Each test checks both the verdict and the host side (the listener got no connection, the
-file is intact, the secret never appeared, the zygote is the same process).
+file is intact, the secret never appeared, the zygote is the same process, no daemon is
+left). The suite runs in process and through the sandbox service over HTTP on 127.0.0.1
+(``sandbox_modes``); the daemon test also runs as an unprivileged user.
 """
+import json
 import os
+import shutil
 import socket
+import subprocess
+import sys
+import time
 import uuid
+from pathlib import Path
 
 import pytest
 
-from diffucoder.sandbox import Sandbox, SandboxConfig, Verdict
+from diffucoder.sandbox import Sandbox, SandboxConfig, SandboxError, Verdict
+from tests.sandbox.sandbox_modes import MODES, sandbox_in
 
 SECRET_VAR = "DIFFUCODER_SANDBOX_TEST_SECRET"
+ROOT = Path(__file__).resolve().parents[2]
+NOBODY = 65534
 
 
-@pytest.fixture(scope="module")
-def sandbox():
+@pytest.fixture(scope="module", params=MODES)
+def sandbox(request):
     os.environ[SECRET_VAR] = "hunter2-" + uuid.uuid4().hex  # set before the workers start
     try:
-        with Sandbox(SandboxConfig(timeout_s=5, memory_mb=512, workers=1)) as sb:
+        with sandbox_in(request.param, SandboxConfig(timeout_s=5, memory_mb=512, workers=1)) as sb:
             yield sb
     finally:
         del os.environ[SECRET_VAR]
@@ -35,10 +46,11 @@ def f(port):
 """
 
 
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("isolation", ["bwrap", "unshare"])
-def test_network_is_unreachable(isolation):
+def test_network_is_unreachable(isolation, mode):
     with socket.socket() as listener, \
-            Sandbox(SandboxConfig(timeout_s=5, workers=1, isolation=isolation)) as sb:
+            sandbox_in(mode, SandboxConfig(timeout_s=5, workers=1, isolation=isolation)) as sb:
         listener.bind(("127.0.0.1", 0))
         listener.listen(1)
         listener.settimeout(0.2)
@@ -47,10 +59,14 @@ def test_network_is_unreachable(isolation):
         assert result.verdict is Verdict.PASS, result.message
         with pytest.raises(socket.timeout):
             listener.accept()
+        if sb.service is not None:  # nor the service that runs it (its port answers out here)
+            service_port = int(sb.service.url.rsplit(":", 1)[1])
+            socket.create_connection(("127.0.0.1", service_port), timeout=1).close()
+            result = sb.run(CONNECT, f"assert f({service_port}) == 'blocked'")
+            assert result.verdict is Verdict.PASS, result.message
 
 
 def test_rlimits_only_reaches_the_network_so_strict_refuses_it():
-    from diffucoder.sandbox import SandboxError
     with pytest.raises(SandboxError, match="strict mode"):
         Sandbox(SandboxConfig(isolation="none", strict=True, workers=1))
 
@@ -190,28 +206,96 @@ def test_a_program_cannot_find_its_expected_values(sandbox):
     assert "got None" in snoop.tests[0].message
 
 
-def test_a_daemon_does_not_outlive_its_job(sandbox):
-    program = """
-import os, time
+def daemon_program(marker: str) -> str:
+    """f() leaves a double-forked ``setsid`` daemon named ``marker`` (findable in /proc from out
+    here, whatever the PID namespace), waits until it has that name, and returns its argument."""
+    return f"""
+import ctypes, os, time
 def f(x):
+    r, w = os.pipe()
     if os.fork() == 0:
         os.setsid()
         if os.fork() == 0:
+            ctypes.CDLL(None).prctl(15, {marker.encode()!r}, 0, 0, 0)   # PR_SET_NAME
+            os.write(w, b"x")
             time.sleep(30)
         os._exit(0)
+    os.read(r, 1)
+    time.sleep(1.0)   # the test sees the daemon alive meanwhile
     return x
 """
-    assert sandbox.run(program, "assert f(1) == 1").verdict is Verdict.PASS
-    lease = sandbox._workers[0].lease
-    if lease is None:
-        pytest.skip("not root: no dedicated uid to inspect")
-    alive = []
+
+
+def processes_named(marker: str) -> list[int]:
+    found = []
     for name in filter(str.isdigit, os.listdir("/proc")):
         try:
-            status = open(f"/proc/{name}/status").read()
-        except OSError:
+            comm = Path(f"/proc/{name}/comm").read_text().strip()
+            state = Path(f"/proc/{name}/status").read_text().split("State:")[1].split()[0]
+        except (OSError, IndexError):
             continue
-        uid = int(status.split("Uid:")[1].split()[0])
-        if uid == lease.candidate_uid and "\nState:\tZ" not in status:
-            alive.append(name)
-    assert len(alive) <= 1  # only the idle spare candidate of the next job
+        if comm == marker and state not in ("Z", "X"):
+            found.append(int(name))
+    return found
+
+
+def daemon_outlives_job(sb) -> dict:
+    """Run the daemon program; whether its daemon was seen during the job and left after it."""
+    marker = "dmn" + uuid.uuid4().hex[:12]
+    future = sb.submit(daemon_program(marker), "assert f(1) == 1")
+    seen = []
+    deadline = time.monotonic() + 5
+    while not seen and not future.done() and time.monotonic() < deadline:
+        seen = processes_named(marker)
+        time.sleep(0.01)
+    result = future.result()
+    left = processes_named(marker)
+    capabilities = [line.split()[1] for line in Path("/proc/self/status").read_text().splitlines()
+                    if line.startswith(("CapPrm", "CapEff"))]
+    return {"verdict": result.verdict.value, "message": result.message, "seen": len(seen), "left": len(left),
+            "layer": result.isolation, "uid": os.getuid(), "capabilities": capabilities}
+
+
+def test_a_daemon_does_not_outlive_its_job(sandbox):
+    outcome = daemon_outlives_job(sandbox)
+    assert outcome["verdict"] == "pass", outcome
+    assert outcome["seen"] == 1          # the daemon existed while the job ran ...
+    assert outcome["left"] == 0          # ... and died with it
+
+
+# Run by test_a_daemon_does_not_outlive_its_job_without_root, as an unprivileged user.
+UNPRIVILEGED = """
+import json, sys
+from diffucoder.sandbox import SandboxConfig
+from tests.sandbox.sandbox_modes import MODES, sandbox_in
+from tests.sandbox.test_sandbox_escape import daemon_outlives_job
+out = []
+for isolation in ("none", "auto"):
+    for mode in MODES:
+        with sandbox_in(mode, SandboxConfig(timeout_s=5, workers=1, isolation=isolation)) as sb:
+            out.append({"mode": mode, **daemon_outlives_job(sb)})
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.integration
+def test_a_daemon_does_not_outlive_its_job_without_root(tmp_path):
+    """Without root there are no uids to kill by: rlimits-only kills the zygote's subtree (every
+    orphan comes back to it, a subreaper), bwrap-userns its PID namespace. As root, the test drops
+    to nobody (setpriv) to check it."""
+    argv = [sys.executable, "-c", UNPRIVILEGED]
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root and setpriv (util-linux) is missing: cannot drop to an unprivileged uid")
+        argv = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *argv]
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(tmp_path), "TMPDIR": str(tmp_path)}
+    tmp_path.chmod(0o777)
+    proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    outcomes = json.loads(proc.stdout.strip().splitlines()[-1])
+    # rlimits-only always; bwrap-userns where unprivileged user namespaces are allowed (here: yes)
+    assert {(mode, "rlimits-only") for mode in MODES} <= {(o["mode"], o["layer"]) for o in outcomes}, outcomes
+    for outcome in outcomes:
+        assert outcome["uid"] != 0 and outcome["capabilities"] == ["0000000000000000"] * 2, outcome
+        assert outcome["verdict"] == "pass", outcome
+        assert outcome["seen"] == 1 and outcome["left"] == 0, outcome

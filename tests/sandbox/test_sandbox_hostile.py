@@ -4,13 +4,15 @@ Every case runs in one shared single-worker pool, followed by an honest program 
 pass, and then the host is checked: no process of the job's uid is left but the zygote's
 idle spare candidate. The tests are chosen so that *pass* is expected only when the attack
 is contained and the program answers honestly; otherwise the attack must end in the named
-non-pass verdict.
+non-pass verdict. The suite runs twice: in process, and through the sandbox service over
+HTTP on 127.0.0.1 (``sandbox_modes``), where the same verdicts must come back.
 """
 import os
 
 import pytest
 
-from diffucoder.sandbox import Sandbox, SandboxConfig, Verdict
+from diffucoder.sandbox import SandboxConfig, Verdict
+from tests.sandbox.sandbox_modes import MODES, sandbox_in
 
 P, F, E, T, M, C = (Verdict.PASS, Verdict.FAIL, Verdict.ERROR, Verdict.TIMEOUT, Verdict.MEMORY,
                     Verdict.CRASHED)
@@ -39,9 +41,13 @@ CASES = [
      "        threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n",
      ONE, {E, M}),
     ("deep_recursion", "def f(x):\n    return f(x + 1)\n", ONE, {E}),
-    ("c_stack_overflow", "import sys\nsys.setrecursionlimit(10 ** 8)\ndef f(x):\n"
+    # repr's recursion guard scans a list per level (quadratic), so the overflow runs on a 2 MiB
+    # thread stack: it crashes in well under the timeout whatever the host's `ulimit -s`
+    ("c_stack_overflow", "import sys, threading\nsys.setrecursionlimit(10 ** 8)\n"
+     "threading.stack_size(2 << 20)\ndef f(x):\n"
      "    nested = []\n    for _ in range(10 ** 6):\n        nested = [nested]\n"
-     "    return len(repr(nested))\n", ONE, {C}),
+     "    worker = threading.Thread(target=repr, args=(nested,))\n"
+     "    worker.start()\n    worker.join()\n    return x\n", ONE, {C}),
     ("huge_file", "def f(x):\n    with open('big.bin', 'wb') as out:\n"
      "        out.write(b'0' * (64 << 20))\n    return x\n", ONE, {E}),
     ("fill_the_disk", "def f(x):\n    i = 0\n    while True:\n"
@@ -96,9 +102,9 @@ CASES = [
 HONEST = ("def f(x):\n    return x\n", ONE)
 
 
-@pytest.fixture(scope="module")
-def sandbox():
-    with Sandbox(SandboxConfig(timeout_s=1.5, memory_mb=256, workers=1, tmp_mb=32)) as sb:
+@pytest.fixture(scope="module", params=MODES)
+def sandbox(request):
+    with sandbox_in(request.param, SandboxConfig(timeout_s=1.5, memory_mb=256, workers=1, tmp_mb=32)) as sb:
         assert sb.run(*HONEST).passed
         sb.zygote_pid = sb._workers[0].proc.pid
         yield sb

@@ -30,6 +30,8 @@ from diffucoder.evaluation.generation import Completer, DiffusionCompleter, mode
 from diffucoder.evaluation.prompts import build_prompt, extract_answer
 from diffucoder.evaluation.scoring import Scorer
 from diffucoder.evaluation.sources import cache_root
+from diffucoder.sandbox import layer_rank
+from diffucoder.store import resolve
 
 
 @dataclass
@@ -63,40 +65,44 @@ def evaluate(cfg: EvaluateConfig, model: str | os.PathLike | None, out_dir: str 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     benches = [load_benchmark(spec, cfg) for spec in cfg.benchmarks]  # bad inputs fail before the model loads
-    if completer is None:
-        if model is None:
-            raise DiffucoderError("evaluate: give a model directory / URI or a completer")
-        completer = DiffusionCompleter.from_directory(model_directory(str(model), cache_root(cfg.cache_dir)),
-                                                      cfg, progress)
-    started = time.perf_counter()
-    completions, answers = {}, {}
-    for bench in benches:
-        prompts = [build_prompt(p, cfg.prompt_style) for p in bench.problems]
-        completions[bench.name] = completer.complete(prompts, cfg.n_samples)
-        _check_completions(completions[bench.name], len(prompts), cfg.n_samples, bench.name)
-        answers[bench.name] = [[extract_answer(p, text, cfg.prompt_style, cfg.stop_sequences) for text in row]
-                               for p, row in zip(bench.problems, completions[bench.name])]
-    generated = time.perf_counter()
-    results, skipped = {}, {}
-    with Scorer(cfg.limits, progress) as scorer:
+    if completer is None and model is None:
+        raise DiffucoderError("evaluate: give a model directory / URI or a completer")
+    # The sandbox first: below sandbox.min_isolation, unreachable or broken, the stage stops here,
+    # before a model is loaded or a completion generated.
+    with Scorer(cfg.limits, cfg.sandbox, progress) as scorer:
+        if completer is None:
+            completer = DiffusionCompleter.from_directory(model_directory(str(model), cache_root(cfg.cache_dir)),
+                                                          cfg, progress)
+        started = time.perf_counter()
+        completions, answers = {}, {}
+        for bench in benches:
+            prompts = [build_prompt(p, cfg.prompt_style, cfg.chat.template) for p in bench.problems]
+            completions[bench.name] = completer.complete(prompts, cfg.n_samples)
+            _check_completions(completions[bench.name], len(prompts), cfg.n_samples, bench.name)
+            answers[bench.name] = [[extract_answer(p, text, cfg.prompt_style, cfg.stop_sequences) for text in row]
+                                   for p, row in zip(bench.problems, completions[bench.name])]
+        generated = time.perf_counter()
+        results, skipped = {}, {}
         for bench in benches:
             results[bench.name], failed = scorer.score(bench.problems, answers[bench.name], completions[bench.name])
             skipped[bench.name] = bench.skipped + failed
             if not results[bench.name]:
                 raise DiffucoderError(f"benchmark {bench.name!r}: no task could be scored; the reference "
                                       f"solutions fail here: {skipped[bench.name][:2]}")
-        isolation = scorer.isolation
+        isolation, sandbox_info = scorer.isolation, scorer.sandbox_info
     tested = time.perf_counter()
 
     ks = cfg.reported_ks()
     metrics = report.summarize(benches, results, ks, skipped)
     gate_value = float(metrics[cfg.gate]["pass@1"])
-    flat = {**report.kfp_metrics(metrics), "pass_at_1": gate_value}
+    flat = {**report.kfp_metrics(metrics), "pass_at_1": gate_value,
+            "sandbox_isolation_level": float(layer_rank(isolation))}
     describe = getattr(completer, "describe", None)
     sampler = describe() if callable(describe) else {"completer": type(completer).__name__}
     context = {"model": str(model) if model is not None else type(completer).__name__,
                "gate": cfg.gate, "gate_value": gate_value, "prompt_style": cfg.prompt_style,
                "n_samples": cfg.n_samples, "sampler": _sampler_line(sampler), "isolation": isolation,
+               "sandbox": sandbox_info,
                "time_floor_s": cfg.limits.time_floor_s, "time_factor": cfg.limits.time_factor,
                "memory_mb": cfg.limits.memory_mb, "generation_s": generated - started,
                "testing_s": tested - generated}
@@ -106,7 +112,7 @@ def evaluate(cfg: EvaluateConfig, model: str | os.PathLike | None, out_dir: str 
     lines = [json.dumps(task.to_dict(ks)) for bench in benches for task in results[bench.name]]
     _write_text(out_dir / "results.jsonl", "\n".join(lines) + "\n")
     summary = {"benchmarks": metrics, "gate": {"benchmark": cfg.gate, "pass_at_1": gate_value},
-               "isolation": isolation, "model": context["model"], "completer": sampler,
+               "isolation": isolation, "sandbox": sandbox_info, "model": context["model"], "completer": sampler,
                "skipped": skipped, "generation_s": round(context["generation_s"], 3),
                "testing_s": round(context["testing_s"], 3)}
     _write_text(out_dir / "metrics.json", json.dumps(summary, indent=1, default=str) + "\n")
@@ -127,8 +133,6 @@ def _sampler_line(described: dict) -> str:
 
 
 def _publish(out_dir: Path, output_uri: str, cfg: EvaluateConfig, gate_value: float, isolation: str) -> str:
-    from diffucoder.store import resolve
-
     store, name = resolve(output_uri)
     store.put_artifact(name, out_dir, metadata={
         "kind": "evaluation", "pass_at_1": gate_value, "gate_benchmark": cfg.gate,

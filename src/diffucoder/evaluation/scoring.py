@@ -1,8 +1,12 @@
 """Run answers in the sandbox with time limits taken from the reference solution.
 
-    with Scorer(cfg.limits) as scorer:
+    with Scorer(cfg.limits, cfg.sandbox) as scorer:
         results = scorer.score(problems, answers)      # answers[i]: list[Answer] of problem i
-    results[0].passed, results[0].n, results[0].time_limit_s, scorer.isolation
+    results[0].passed, results[0].n, results[0].time_limit_s, scorer.isolation, scorer.sandbox_info
+
+The answers run where ``sandbox`` says: the sandbox service (``sandbox.endpoint``) or a local
+pool, never below ``sandbox.min_isolation`` (``diffucoder.sandbox.open_sandbox``); a sandbox
+that fails its self-check (a correct program must pass, cheating ones must not) is an error.
 
 Each problem's reference program is run once against its tests (and remembered for the
 life of the process, keyed by program, tests and limits): its run time gives the
@@ -17,10 +21,13 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from tqdm import tqdm
+
 from diffucoder.evaluation.config import Limits
 from diffucoder.evaluation.passk import pass_at_k
 from diffucoder.evaluation.problems import Problem
 from diffucoder.evaluation.prompts import Answer
+from diffucoder.sandbox import SandboxConfig, SandboxError, SandboxSection, open_sandbox, self_check
 
 _REFERENCE_TIMES: dict[str, tuple[str, float, str]] = {}   # key -> (verdict, seconds, message)
 
@@ -58,13 +65,19 @@ def _reference_key(problem: Problem, limits: Limits, isolation: str) -> str:
 
 
 class Scorer:
-    def __init__(self, limits: Limits, progress: bool = True):
-        from diffucoder.sandbox import Sandbox, SandboxConfig
-
+    def __init__(self, limits: Limits, sandbox: SandboxSection | None = None, progress: bool = True):
         self.limits, self.progress = limits, progress
-        self.sandbox = Sandbox(SandboxConfig(timeout_s=limits.reference_timeout_s, memory_mb=limits.memory_mb,
-                                             workers=limits.workers or None, isolation=limits.isolation))
+        cfg = SandboxConfig(timeout_s=limits.reference_timeout_s, memory_mb=limits.memory_mb,
+                            workers=limits.workers or None, isolation=limits.isolation)
+        self.sandbox = open_sandbox(cfg, sandbox or SandboxSection(), where="sandbox",
+                                    isolation_key="limits.isolation")
+        try:
+            self_check(self.sandbox)
+        except BaseException:
+            self.sandbox.close()
+            raise
         self.isolation = self.sandbox.isolation
+        self.sandbox_info = self.sandbox.describe()
 
     def __enter__(self) -> "Scorer":
         return self
@@ -74,8 +87,6 @@ class Scorer:
 
     def reference_runs(self, problems: Sequence[Problem]) -> list[tuple[str, float, str]]:
         """(verdict, seconds, message) of each problem's reference, measured once."""
-        from diffucoder.sandbox import SandboxError
-
         keys = [_reference_key(p, self.limits, self.isolation) for p in problems]
         todo = {}
         for key, problem in zip(keys, problems):
@@ -97,8 +108,6 @@ class Scorer:
     def score(self, problems: Sequence[Problem], answers: Sequence[Sequence[Answer]],
               completions: Sequence[Sequence[str]]) -> tuple[list[TaskResult], list[dict]]:
         """Scored tasks, and the problems left out because their reference failed."""
-        from tqdm import tqdm
-
         results, skipped, pending = [], [], []
         for problem, runs, texts, (verdict, seconds, message) in zip(
                 problems, answers, completions, self.reference_runs(problems)):

@@ -34,6 +34,7 @@ from matplotlib.ticker import MaxNLocator
 from diffucoder.plots import pyplot, save_figure
 from diffucoder.rl.rewards import Reward
 from diffucoder.rl.rollouts import passes_all
+from diffucoder.sandbox import layer_rank
 from diffucoder.training.distributed import DistEnv
 from diffucoder.training.export import finish_model_dir, save_model_dir
 from diffucoder.training.metrics import MetricsLog
@@ -113,7 +114,7 @@ PLOT = "rl_curves.png"
 KFP_METRIC_KEYS = ("initial_reward_mean", "final_reward_mean", "initial_pass_rate", "final_pass_rate",
                    "initial_eval_pass_rate", "final_eval_pass_rate", "mean_kl", "mean_clip_fraction",
                    "mean_zero_adv_fraction", "mean_logp_var", "train_seconds", "seconds_per_step", "steps",
-                   "rollouts", "prompts", "params", "resumed_from_step")
+                   "rollouts", "prompts", "params", "resumed_from_step", "sandbox_isolation_level")
 PANELS = (("reward_mean", "reward (mean total)"), ("pass_rate", "pass rate (all tests)"),
           ("kl", "KL to reference (k3)"), ("clip_fraction", "clip fraction"))
 
@@ -148,6 +149,16 @@ def summarize(rows: list[dict[str, Any]], window: int = 0) -> dict[str, Any]:
                           for name in ("rollout", "reward", "update")},
         "rollouts": steps[-1]["rollouts"] if steps else 0,
     }
+
+
+def sandbox_summary(info: dict[str, Any]) -> dict[str, Any]:
+    """Where the rewards' code ran (``Sandbox.describe()``), flat for the summary table: the layer,
+    its rank (a KFP metric: see ``diffucoder.sandbox.LAYERS``) and, for the service, its address and
+    the layer inside it."""
+    out = {"sandbox_isolation": info["isolation"], "sandbox_isolation_level": layer_rank(info["isolation"])}
+    if info.get("endpoint"):
+        out.update(sandbox_endpoint=info["endpoint"], sandbox_inside=info.get("inside", ""))
+    return out
 
 
 def plot_curves(rows: list[dict[str, Any]], path: Path, title: str) -> Path:

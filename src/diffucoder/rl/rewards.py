@@ -42,11 +42,13 @@ import ast
 import dataclasses
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from diffucoder.config import setting
 from diffucoder.errors import DiffucoderError
-from diffucoder.sandbox import Sandbox, SandboxConfig, SandboxError, TestCase, Verdict
+from diffucoder.sandbox import (Sandbox, SandboxClient, SandboxConfig, SandboxError, SandboxSection, TestCase,
+                                Verdict, check_sandbox, open_sandbox, self_check)
+from diffucoder.sandbox.config import ISOLATION_CHOICES
 from diffucoder.sandbox.testplan import build_plan
 from diffucoder.training.chat import IM_END
 
@@ -80,12 +82,32 @@ class RewardSection(RewardConfig):
     timeout_s: float = setting(10.0, min=0.05, max=3600.0, help="wall-clock limit of one completion's test run")
     memory_mb: int = setting(1024, min=32, help="address-space limit of each sandboxed program")
     workers: int = setting(0, min=0, help="programs tested at once (0 = one per core)")
-    isolation: str = setting("auto", choices=("auto", "bwrap", "unshare", "none"),
-                             help="sandbox isolation layer (auto = strongest available)")
+    isolation: str = setting("auto", choices=ISOLATION_CHOICES,
+                             help="local sandbox isolation layer (auto = strongest available)")
+    # Where the completions run: the sandbox service (reward.sandbox.endpoint) or a local pool,
+    # never below reward.sandbox.min_isolation.
+    sandbox: SandboxSection = field(default_factory=SandboxSection)
 
     def sandbox_config(self) -> SandboxConfig:
         return SandboxConfig(timeout_s=self.timeout_s, memory_mb=self.memory_mb, workers=self.workers or None,
                              isolation=self.isolation)
+
+    def check_sandbox(self) -> str:
+        """The floor check (and that the service answers) without starting a pool: before a model loads."""
+        return check_sandbox(self.sandbox_config(), self.sandbox, where="reward.sandbox",
+                             isolation_key="reward.isolation")
+
+    def open_sandbox(self) -> Sandbox | SandboxClient:
+        """The sandbox service or a local pool (refused below ``sandbox.min_isolation``), self-checked:
+        a known-good program must pass and known-bad ones must not, or SandboxError."""
+        sandbox = open_sandbox(self.sandbox_config(), self.sandbox, where="reward.sandbox",
+                               isolation_key="reward.isolation")
+        try:
+            self_check(sandbox)
+        except BaseException:
+            sandbox.close()
+            raise
+        return sandbox
 
     def weights(self) -> RewardConfig:
         names = [f.name for f in dataclasses.fields(RewardConfig)]
@@ -172,7 +194,7 @@ def planned_test_count(tests: str | list[TestCase], entry_point: str | None) -> 
     return max(len(lines), 1)
 
 
-def score_completions(sandbox: Sandbox, completions: Sequence[str], tests: Sequence[str | list[TestCase]],
+def score_completions(sandbox: Sandbox | SandboxClient, completions: Sequence[str], tests: Sequence[str | list[TestCase]],
                       entry_points: Sequence[str | None], cfg: RewardConfig) -> list[Reward]:
     """One ``Reward`` per completion; the well-formatted ones run concurrently in ``sandbox``.
     ``completions`` are the texts ``cfg.format_rule`` reads (``official``: whole decoded completions)."""

@@ -12,6 +12,21 @@
 
     diffucoder sandbox check --solution sol.py --tests tests.py [--entry-point add]
     diffucoder sandbox doctor
+    diffucoder sandbox serve --port 8080 --workers 2      # the pool as an HTTP service
+    diffucoder sandbox selfcheck --endpoint http://diffucoder-sandbox:8080
+
+A stage (evaluate, the RL rewards) opens its sandbox with the recipe's ``sandbox`` section:
+
+    with open_sandbox(cfg, SandboxSection(endpoint="http://diffucoder-sandbox:8080",
+                                          min_isolation="service")) as sb:   # SandboxClient
+        self_check(sb)            # a correct program passes, cheating ones do not, or SandboxError
+        sb.run_many(items)        # batched into few HTTP requests; the same RunResults
+
+``endpoint`` set: the sandbox service (``service``: the pool behind HTTP in a pod of its own,
+``client``: the same interface over HTTP). Else a local pool, refused below ``min_isolation``
+(layers ``LAYERS``, weakest first: none < rlimits-only < unshare-n+uid < bwrap-userns < bwrap <
+service; ``auto`` = the strongest here and at least one that cuts the network), with an error
+that says what is missing and how to fix it (``isolation.check_floor``).
 
 How a run works. Each pool worker is a zygote (``inside.zygote``) started inside the
 strongest isolation layer available (bubblewrap, else ``unshare``, else rlimits only; see
@@ -21,7 +36,9 @@ the runner the tests plus a socket to the candidate; the runner calls the progra
 functions over it, arguments and results crossing as plain data only (``inside.wire``).
 The candidate has rlimits (CPU, address space, processes, file size, open files), a
 scrubbed environment and a private working directory; at the wall-clock deadline, or when
-the tests end, every process of the job is killed (even ones that left the process group).
+the tests end, every process of the job is killed, ``setsid`` daemons included, in every
+layer: the PID namespace's (bwrap, unshare), the job uid's (root without a PID namespace), or,
+with neither, the zygote's subtree (it is a child subreaper: every orphan comes back to it).
 
 What is guaranteed when started as root (the runner and each worker's candidates then run
 under dedicated unprivileged uids):
@@ -43,16 +60,21 @@ under dedicated unprivileged uids):
 - Without root (``bwrap-userns``, ``rlimits-only``) runner and program share one uid: the
   program cannot read the runner's memory (both are non-dumpable) but can kill it, which
   is a crash, never a pass. ``rlimits-only`` isolates neither the network (``strict=True``
-  refuses it) nor the filesystem, and without root the program may signal your processes.
+  refuses it) nor the filesystem, and without root the program may signal your processes
+  (in the sandbox service's pod: the service's own, whose pod is then the boundary).
 
 Limits of the model: functions take and return plain data (objects, generators and
 in-place changes to arguments do not cross); set members and dict keys compare by Python
 hashing (``{1} == {True}``).
 """
-from diffucoder.sandbox.config import SandboxConfig
+from diffucoder.sandbox.client import SandboxClient
+from diffucoder.sandbox.config import LAYERS, SandboxConfig, SandboxSection, layer_rank
+from diffucoder.sandbox.connect import check_sandbox, open_sandbox
 from diffucoder.sandbox.isolation import probe_layers
 from diffucoder.sandbox.pool import Sandbox
 from diffucoder.sandbox.results import RunResult, SandboxError, TestCase, TestOutcome, Verdict
+from diffucoder.sandbox.selfcheck import self_check
 
-__all__ = ["RunResult", "Sandbox", "SandboxConfig", "SandboxError", "TestCase", "TestOutcome",
-           "Verdict", "probe_layers"]
+__all__ = ["LAYERS", "RunResult", "Sandbox", "SandboxClient", "SandboxConfig", "SandboxError",
+           "SandboxSection", "TestCase", "TestOutcome", "Verdict", "check_sandbox", "layer_rank",
+           "open_sandbox", "probe_layers", "self_check"]

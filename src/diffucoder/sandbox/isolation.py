@@ -3,6 +3,7 @@
     for layer in probe_layers(): print(layer.name, layer.available, layer.detail)
     launch = choose_launch(SandboxConfig(strict=True))   # raises SandboxError if none fits
     launch.layer, launch.argv(), launch.switch_uid
+    check_floor(launch.name, "auto", cfg)     # SandboxError saying what is missing and how to fix it
 
 Layers, strongest first:
 - ``bwrap``: bubblewrap — new network (loopback only), PID, IPC and UTS namespaces, a
@@ -29,7 +30,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from diffucoder.sandbox.config import SandboxConfig
+from diffucoder.sandbox.config import AUTO_FLOOR, LAYER_ALIASES, SandboxConfig, layer_rank
 from diffucoder.sandbox.inside import bootstrap_source
 from diffucoder.sandbox.results import SandboxError
 
@@ -170,6 +171,55 @@ def choose_launch(cfg: SandboxConfig) -> Launch:
         why = "; ".join(f"{s.name}: {s.detail}" for s in layers.values() if not s.available)
         raise SandboxError(f"strict mode: no network isolation available ({why})")
     return Launch(chosen.name, python, tuple(layer_prefix(chosen.name, python, cfg.tmp_mb)))
+
+
+def strongest_available(cfg: SandboxConfig) -> str:
+    """The layer ``isolation: auto`` runs under here (``bwrap-userns`` for bwrap without root)."""
+    best = next(s.name for s in probe_layers(cfg.python, cfg.tmp_mb) if s.available)
+    return "bwrap-userns" if best == "bwrap" and not _is_root() else best
+
+
+def floor_of(min_isolation: str, cfg: SandboxConfig) -> str:
+    """The weakest layer ``min_isolation`` accepts: ``auto`` = the strongest available here, and
+    never below ``AUTO_FLOOR`` (a layer that cuts the network)."""
+    if min_isolation == "auto":
+        return max(strongest_available(cfg), AUTO_FLOOR, key=layer_rank)
+    return LAYER_ALIASES.get(min_isolation, min_isolation)
+
+
+def check_floor(layer: str, min_isolation: str, cfg: SandboxConfig, section: str | None = "sandbox",
+                isolation_key: str = "isolation", min_key: str = "") -> None:
+    """Refuse (SandboxError) when ``layer`` is weaker than ``min_isolation`` allows, saying what is
+    missing and how to fix it. The message names the settings: ``<section>.min_isolation``,
+    ``<section>.endpoint`` (``section`` None: a setting with no endpoint, the service itself;
+    ``min_key`` then names the floor) and ``isolation_key``."""
+    floor = floor_of(min_isolation, cfg)
+    if layer_rank(layer) >= layer_rank(floor):
+        return
+    min_key = min_key or f"{section}.min_isolation"
+    wanted = (f"{min_key} is 'auto', i.e. the strongest layer available here and at least "
+              f"{AUTO_FLOOR}: '{floor}'" if min_isolation == "auto" else f"{min_key} is '{min_isolation}'")
+    fixes = []
+    if floor == "service" and section is not None:
+        missing = f"no sandbox service is configured ({section}.endpoint is empty)"
+        fixes.append(f"deploy the sandbox service (the Helm chart's sandbox Deployment: "
+                     f"sandbox.service.enabled=true, Service diffucoder-sandbox) and set "
+                     f"{section}.endpoint=http://diffucoder-sandbox:8080")
+    else:
+        down = [f"{s.name}: {s.detail}" for s in probe_layers(cfg.python, cfg.tmp_mb) if not s.available]
+        missing = "no stronger layer works here" + (f" ({'; '.join(down)})" if down else "")
+        if cfg.isolation != "auto" and layer_rank(strongest_available(cfg)) >= layer_rank(floor):
+            missing = f"{isolation_key}={cfg.isolation} forces it"
+            fixes.append(f"let the sandbox pick the strongest layer: {isolation_key}=auto")
+        else:
+            fixes.append("install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap) with "
+                         "unprivileged user namespaces allowed")
+        if section is not None:
+            fixes.append(f"run the code in the sandbox service: {section}.endpoint=http://HOST:PORT "
+                         f"(diffucoder sandbox serve)")
+    fixes.append(f"or accept the weaker layer explicitly: {min_key}={layer}")
+    raise SandboxError(f"refusing to run model-written code under '{layer}': {wanted}, and "
+                       f"{missing}. Fix: " + "; ".join(fixes))
 
 
 def tasks_of_uid(uid: int) -> int:

@@ -50,18 +50,22 @@ class Sandbox:
 
     # --- public API -------------------------------------------------------------------
     def submit(self, program: str, tests, entry_point: str | None = None,
-               timeout_s: float | None = None) -> Future:
+               timeout_s: float | None = None, memory_mb: int | None = None) -> Future:
         """Queue one run (blocks while the queue is full); the Future holds its RunResult.
-        Bad tests raise SandboxError here, before anything runs."""
+        ``timeout_s`` / ``memory_mb`` override the config's for this run. Bad tests raise
+        SandboxError here, before anything runs."""
         if not isinstance(program, str):
             raise SandboxError(f"program must be a string, got {type(program).__name__}")
         plan = build_plan(tests, entry_point)
         timeout = self.config.timeout_s if timeout_s is None else float(timeout_s)
         if not 0 < timeout <= 3600:
             raise SandboxError(f"timeout_s must be in (0, 3600], got {timeout_s!r}")
+        memory = self.config.memory_mb if memory_mb is None else memory_mb
+        if type(memory) is not int or not 32 <= memory <= 1 << 20:
+            raise SandboxError(f"memory_mb must be an integer in [32, {1 << 20}], got {memory_mb!r}")
         cfg = self.config
         header = {"timeout_s": timeout, "limits": {
-            "cpu_s": math.ceil(timeout) + 1, "memory_bytes": cfg.memory_mb << 20,
+            "cpu_s": math.ceil(timeout) + 1, "memory_bytes": memory << 20,
             "processes": self._process_allowance, "file_bytes": cfg.max_file_mb << 20,
             "open_files": cfg.max_open_files}}
         program_bytes = program.encode("utf-8", "surrogatepass")
@@ -87,6 +91,15 @@ class Sandbox:
                 raise SandboxError(f"item {number}: expected (program, tests[, entry_point])")
             futures.append(self.submit(*item, timeout_s=timeout_s))
         return [f.result() for f in futures]
+
+    @property
+    def queue_depth(self) -> int:
+        """Jobs waiting for a worker (not counting the ones running)."""
+        return self._jobs.qsize()
+
+    def describe(self) -> dict:
+        """Where programs run, for reports: ``{"isolation": layer}``."""
+        return {"isolation": self.isolation}
 
     def close(self) -> None:
         """Finish queued jobs, then stop every worker (idempotent)."""

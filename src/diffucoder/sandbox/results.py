@@ -4,6 +4,7 @@
     result.verdict is Verdict.PASS, result.passed_fraction, result.isolation
     [(t.name, t.verdict.value, t.message) for t in result.tests]
     json.dumps(result.to_dict())
+    RunResult.from_dict(json.loads(text)).to_dict() == result.to_dict()    # what the service sends
 """
 from __future__ import annotations
 
@@ -77,3 +78,23 @@ class RunResult:
                 "tests": [{"name": t.name, "verdict": t.verdict.value, "message": t.message}
                           for t in self.tests],
                 "stdout": self.stdout, "stderr": self.stderr}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RunResult":
+        """The result ``to_dict`` describes (``passed_fraction`` follows from the tests).
+        Raises ValueError / KeyError / TypeError on anything else."""
+        def text(value, what: str) -> str:
+            if type(value) is not str:
+                raise TypeError(f"{what}: expected a string, got {type(value).__name__}")
+            return value
+        tests = data["tests"]
+        if type(tests) is not list:
+            raise TypeError("tests: expected a list")
+        outcomes = [TestOutcome(text(t["name"], "tests.name"), Verdict(t["verdict"]),
+                                text(t["message"], "tests.message")) for t in tests]
+        duration = data["duration_s"]
+        if type(duration) not in (int, float):
+            raise TypeError("duration_s: expected a number")
+        return cls(Verdict(data["verdict"]), outcomes, text(data["isolation"], "isolation"),
+                   float(duration), text(data["message"], "message"),
+                   text(data["stdout"], "stdout"), text(data["stderr"], "stderr"))

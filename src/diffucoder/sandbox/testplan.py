@@ -75,6 +75,8 @@ def _parse(source: str, what: str) -> ast.Module:
         return ast.parse(source, f"<{what}>")
     except SyntaxError as err:
         raise SandboxError(f"{what}: syntax error at line {err.lineno}: {err.msg}") from None
+    except (ValueError, RecursionError, MemoryError) as err:  # null bytes; absurdly deep nesting
+        raise SandboxError(f"{what}: cannot be parsed: {type(err).__name__}: {err}"[:300]) from None
 
 
 def _plain(value: Any, what: str) -> None:
@@ -149,7 +151,10 @@ def _from_cases(cases: list, entry_point: str | None) -> Plan:
 
 def build_plan(tests, entry_point: str | None = None) -> Plan:
     if isinstance(tests, str):
-        return _from_source(tests, entry_point)
+        try:
+            return _from_source(tests, entry_point)
+        except RecursionError:  # a tree too deep to walk, though it parsed
+            raise SandboxError("tests: nested too deeply to plan") from None
     if isinstance(tests, TestCase):
         tests = [tests]
     if isinstance(tests, (list, tuple)):

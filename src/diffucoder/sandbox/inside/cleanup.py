@@ -1,13 +1,18 @@
 """Limits and clean-up for the zygote's children (standard library only).
 
     apply_limits({"cpu_s": 3, "memory_bytes": 1 << 30, "processes": 64})
-    kill_namespace_except({1, os.getpid(), runner_pid})   # a PID namespace: kill the job
+    killed = kill_namespace_except({1, os.getpid(), runner_pid})   # a PID namespace: kill the job
     as_uid(61001, kill_all_of_my_uid)                     # no namespace: kill by uid
+    killed = kill_descendants(os.getpid(), keep={runner_pid})      # neither (no root): our subtree
+    wait_gone(killed)                                     # until they have torn down
     remove_tree("/tmp/job"); sweep_scratch(["/tmp", "/dev/shm"], 61001)
 
 ``kill(-1, SIGKILL)`` from a helper running as the job's uid reaches every process of that
 uid in one atomic pass (no fork slips through), including ones that left their process
 group; in a PID namespace, killing everything but the zygote, init and runner does the same.
+With neither (no root, no namespaces) the zygote is a child subreaper, so every process of a
+job stays in its subtree (an orphan, ``setsid`` or not, is re-parented to the zygote): killing
+the subtree round after round leaves nothing behind.
 """
 import contextlib
 import os
@@ -84,19 +89,102 @@ def _alive(pid: int) -> bool:
     return state not in (b"Z", b"X")
 
 
-def kill_namespace_except(keep, rounds: int = 2000) -> None:
-    """SIGKILL every live process in this PID namespace except ``keep``, until none is left
-    (a killed process cannot fork, so each round leaves fewer)."""
+def _kill_rounds(living, rounds: int) -> set:
+    """SIGKILL what ``living()`` lists, round after round, until a round lists nothing it has not
+    killed. A process cannot fork once SIGKILL is queued for it (the kernel aborts the fork), and a
+    child forked before that is listed by the next round: so when a round finds nothing new, no
+    process of the job can run another instruction. Returns the killed pids; they may still be
+    tearing down (``wait_gone``)."""
+    killed = set()
     for _ in range(rounds):
-        others = [int(n) for n in os.listdir("/proc") if n.isdigit() and int(n) not in keep]
-        others = [pid for pid in others if _alive(pid)]
+        others = [pid for pid in living() if pid not in killed]
         if not others:
-            return
+            break
+        refused = False
         for pid in others:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
+            try:
                 os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            except PermissionError:   # not ours to kill (yet): listed again next round
+                refused = True
+                continue
+            killed.add(pid)
         reap_orphans()
+        if refused:
+            time.sleep(0.0002)
+    return killed
+
+
+def wait_gone(pids, timeout: float = 5.0) -> None:
+    """Wait until none of ``pids`` is alive (zombies are reaped as they appear)."""
+    deadline = time.monotonic() + timeout
+    pending = [pid for pid in pids if _alive(pid)]
+    while pending and time.monotonic() < deadline:
         time.sleep(0.0002)
+        reap_orphans()
+        pending = [pid for pid in pending if _alive(pid)]
+
+
+def kill_namespace_except(keep, rounds: int = 2000) -> set:
+    """SIGKILL every live process in this PID namespace except ``keep``; returns the pids killed."""
+    def living():
+        pids = [int(n) for n in os.listdir("/proc") if n.isdigit() and int(n) not in keep]
+        return [pid for pid in pids if _alive(pid)]
+    return _kill_rounds(living, rounds)
+
+
+def _children(pid: int) -> list:
+    """Live children of ``pid`` (every thread's), from /proc/<pid>/task/<tid>/children."""
+    kids = []
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return kids
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
+                kids += [int(n) for n in f.read().split()]
+        except (OSError, ValueError):
+            continue
+    return kids
+
+
+def _children_by_scan() -> dict:
+    """{parent pid: [child pids]} of every process, from /proc/<pid>/stat."""
+    tree = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        tree.setdefault(ppid, []).append(int(name))
+    return tree
+
+
+HAVE_CHILDREN_FILES = os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/children")
+
+
+def descendants(root: int, keep) -> list:
+    """Live processes below ``root``, not counting ``keep`` and what is below them."""
+    tree = None if HAVE_CHILDREN_FILES else _children_by_scan()
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        for child in (_children(pid) if tree is None else tree.get(pid, [])):
+            if child not in keep:
+                found.append(child)
+                todo.append(child)
+    return [pid for pid in found if _alive(pid)]
+
+
+def kill_descendants(root: int, keep, rounds: int = 2000) -> set:
+    """SIGKILL every process below ``root`` (a subreaper) except ``keep``'s subtrees; returns the pids
+    killed. A process forked while a round runs is re-parented to ``root`` and found next round."""
+    return _kill_rounds(lambda: descendants(root, keep), rounds)
 
 
 def reap_orphans() -> None:

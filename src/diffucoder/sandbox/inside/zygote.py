@@ -12,11 +12,14 @@ status frame and three raw frames: runner report, candidate stdout, candidate st
 
 Secrecy: the program and plan pass through buffers that are wiped once handed on, and the
 plan is read only after the candidate is forked, so no candidate (a copy of this process)
-ever holds its own tests, nor any earlier job's data. The zygote never decodes reports.
+ever holds its own tests, nor any earlier job's data; the buffers that collect reports and
+output are not inherited by children at all (MADV_DONTFORK), which also keeps each fork cheap.
+The zygote never decodes reports.
 """
 import contextlib
 import gc
 import importlib
+import mmap
 import os
 import select
 import signal
@@ -34,6 +37,17 @@ PRELOAD = ("math", "re", "collections", "itertools", "functools", "heapq", "bise
            "unicodedata", "threading", "traceback", "io", "struct", "numbers", "cmath", "ast")
 
 
+def private_buffer(size: int):
+    """Zeroed memory that no child inherits (MADV_DONTFORK): a job's report never reaches a later
+    candidate, not even wiped, and forks stay cheap (no page tables to copy for it). Pages are
+    only made resident as reports fill them."""
+    buf = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    dontfork = getattr(mmap, "MADV_DONTFORK", None)
+    if dontfork is not None:
+        buf.madvise(dontfork)
+    return buf
+
+
 class Zygote:
     def __init__(self, settings: dict):
         self.runner_uid, self.candidate_uid = settings["runner_uid"], settings["candidate_uid"]
@@ -43,9 +57,9 @@ class Zygote:
         # sweeping shared scratch dirs is only safe for a uid that belongs to the sandbox
         self.scratch_dirs = list(settings["scratch_dirs"]) if self.switch_uid else []
         self.runner_limits = settings["runner_limits"]
-        self.buffers = {"report": bytearray(settings["report_limit"]),
-                        "out": bytearray(settings["output_limit"]),
-                        "err": bytearray(settings["output_limit"])}
+        self.buffers = {"report": private_buffer(settings["report_limit"]),
+                        "out": private_buffer(settings["output_limit"]),
+                        "err": private_buffer(settings["output_limit"])}
         self.spill = bytearray(65536)
         self.pid = os.getpid()
         self.runner_pid, self.runner_sock = 0, None
@@ -223,13 +237,16 @@ class Zygote:
                 "max_rss_kb": usage.ru_maxrss}
 
     def _kill_job(self, cpid: int) -> None:
-        """Kill every process of the job (the candidate, its descendants, even setsid ones)."""
+        """Kill every process of the job (the candidate, its descendants, even setsid ones) and
+        wait for them to go: the PID namespace's, else the candidate uid's, else (one uid, no
+        namespace) everything below this subreaper but the runner."""
         if self.pid_namespace:
-            cleanup.kill_namespace_except({1, self.pid, self.runner_pid})
+            cleanup.wait_gone(cleanup.kill_namespace_except({1, self.pid, self.runner_pid}))
         elif self.switch_uid:
             cleanup.as_uid(self.candidate_uid, cleanup.kill_all_of_my_uid)
         else:
             cleanup.kill_groups([cpid])
+            cleanup.wait_gone(cleanup.kill_descendants(self.pid, {self.runner_pid}))
 
     def send_result(self, status: dict) -> None:
         names = ("report", "out", "err")
@@ -241,6 +258,7 @@ class Zygote:
 
 
 def main() -> None:
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())  # jobs get every signal, whatever our parent blocked
     spawn.prctl(spawn.PR_SET_DUMPABLE, 0)  # no ptrace or /proc/<pid>/mem for same-uid processes
     spawn.prctl(spawn.PR_SET_CHILD_SUBREAPER, 1)  # a job's orphans come back to us, to be reaped
     settings = wire.decode(wire.recv_frame(0, SETTINGS_LIMIT))
