@@ -6,6 +6,7 @@ import pytest
 from diffucoder.data.shards import (INDEX_FILE, ShardWriter, TokenShards, token_dtype,
                                     write_index)
 from diffucoder.errors import DiffucoderError
+from diffucoder.store import open_store
 
 SPECIAL = {"eos": 0, "pad": 0, "mask": 1, "dlm_pad": 2}
 
@@ -74,3 +75,17 @@ def test_missing_directory_or_artifact(tmp_path):
         TokenShards.open(tmp_path / "absent")
     with pytest.raises(DiffucoderError, match="published artifact"):
         TokenShards.open(f"file://{tmp_path}/store/never-published", cache_dir=tmp_path / "c")
+
+
+def test_a_cached_shard_changed_between_runs_is_fetched_again_not_used(tmp_path):
+    """A run opens the curated artifact through the cache; between runs a cached shard is rewritten
+    with other rows of the same shape (what a stray writer or a crash mid-copy leaves): the next
+    open detects it against the artifact's manifest and reads the published rows."""
+    build(tmp_path / "src", {"train": [list(range(3, 23))], "val": [[3] * 5]})
+    open_store(tmp_path / "store").put_artifact("curated", tmp_path / "src")
+    uri = (tmp_path / "store" / "curated").as_uri()
+    first = TokenShards.open(uri, cache_dir=tmp_path / "cache")
+    published = first.train[:].tolist()
+    np.save(first.root / "train" / "shard-00000.npy", np.full((2, 4), 7, np.uint16))
+    again = TokenShards.open(uri, cache_dir=tmp_path / "cache")
+    assert again.root == first.root and again.train[:].tolist() == published

@@ -8,7 +8,7 @@ import torch
 from diffucoder.errors import DiffucoderError
 from diffucoder.model import build_config, build_model
 from diffucoder.store import open_store
-from diffucoder.training.checkpoint import Checkpoints, part_name, rng_state, set_rng_state
+from diffucoder.training.checkpoint import Checkpoints, part_name, rng_state, seeded_streams, set_rng_state
 from diffucoder.training.distributed import DistEnv
 from diffucoder.training.engines import TorchEngine
 from tests.training.training_helpers import micro_config
@@ -94,3 +94,45 @@ def test_rng_state_covers_torch_numpy_and_python():
     again = (torch.rand(3, generator=noise), torch.rand(3), np.random.rand(3), random.random())
     assert torch.equal(draws[0], again[0]) and torch.equal(draws[1], again[1])
     assert np.array_equal(draws[2], again[2]) and draws[3] == again[3]
+
+
+def test_the_process_streams_are_seeded_from_the_run_seed():
+    """Two processes of one run draw the same numbers from every stream a checkpoint records."""
+    def draws(seed):
+        noise = seeded_streams(seed)
+        return (torch.rand(3, generator=noise).tolist(), torch.rand(3).tolist(), np.random.rand(3).tolist(),
+                random.random())
+    assert draws(7) == draws(7) and draws(7) != draws(8)
+
+
+def test_restore_sweeps_what_killed_saves_left(tmp_path):
+    """The debris of saves killed mid-write (an upload without its manifest, a part of a step that
+    never completed, a store temp file, the local staging) is gone once a run restores."""
+    uri, eng = (tmp_path / "ckpt").as_uri(), engine(tmp_path)
+    Checkpoints(uri, ALONE, tmp_path / "w").save(2, eng, Steps(torch.Generator()))
+    store, root = open_store(tmp_path / "ckpt"), tmp_path / "ckpt"
+    for debris in (root / "step-00000004" / ".versions" / "20240101T000000Z-0123456789abcdef" / "engine" / "model.pt",
+                   root / ".tmp" / "0123456789abcdef.part",
+                   tmp_path / "w" / "checkpoint-staging" / "rank-00000" / "engine" / "model.pt"):
+        debris.parent.mkdir(parents=True, exist_ok=True)
+        debris.write_bytes(b"half")
+    (tmp_path / "part").mkdir()
+    (tmp_path / "part" / "train_state.pt").write_bytes(b"x")
+    store.put_artifact(part_name(4, 1), tmp_path / "part")
+    meta = Checkpoints(uri, ALONE, tmp_path / "w").restore(engine(tmp_path), Steps(torch.Generator()))
+    assert meta["step"] == 2
+    assert sorted(p.name for p in root.iterdir()) == [".tmp", "step-00000002"] and not any((root / ".tmp").iterdir())
+    assert [info.key.split("/.versions/")[1].split("/")[0] for info in store.backend.list("step-00000002/")
+            if "/.versions/" in info.key] == [store.read_manifest("step-00000002").version] * 5
+    assert not (tmp_path / "w").exists() or not any((tmp_path / "w").iterdir())
+
+
+def test_a_checkpoint_that_cannot_be_written_is_a_clear_error_and_the_previous_one_stays(tmp_path):
+    uri, eng = (tmp_path / "ckpt").as_uri(), engine(tmp_path)
+    ckpts = Checkpoints(uri, ALONE, tmp_path / "w")
+    ckpts.save(1, eng, Steps(torch.Generator()))
+    (tmp_path / "w" / "checkpoint-staging").write_text("not a directory")   # its staging cannot be made
+    with pytest.raises(DiffucoderError, match=r"checkpoint of step 2: writing .*checkpoint-staging.* MB free"):
+        ckpts.save(2, eng, Steps(torch.Generator()))
+    assert open_store(tmp_path / "ckpt").list_artifacts("step-") == ["step-00000001"]
+    assert Checkpoints(uri, ALONE, tmp_path / "w2").restore(engine(tmp_path), Steps(torch.Generator()))["step"] == 1

@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,8 @@ import numpy as np
 from transformers import AutoTokenizer
 
 from diffucoder.errors import DiffucoderError
-from diffucoder.store import ArtifactNotFound, resolve
+from diffucoder.store import resolve
+from diffucoder.store.cache import cached_artifact
 
 FORMAT = "diffucoder-token-shards"
 VERSION = 1
@@ -86,9 +88,18 @@ class ShardWriter:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         name = f"shard-{len(self.shards):05d}.npy"
         tmp = self.out_dir / f".{name}.tmp"
-        with open(tmp, "wb") as handle:
-            np.save(handle, block, allow_pickle=False)
-        os.replace(tmp, self.out_dir / name)
+        try:
+            with open(tmp, "wb") as handle:
+                np.save(handle, block, allow_pickle=False)
+            os.replace(tmp, self.out_dir / name)
+        except OSError as err:   # numpy's short write carries no errno: say what happened
+            tmp.unlink(missing_ok=True)
+            free = shutil.disk_usage(self.out_dir).free
+            raise DiffucoderError(f"{self.out_dir / name}: cannot write the shard: {err.strerror or err} "
+                                  f"({free / 1e6:.1f} MB free there; no partial shard is kept)") from err
+        except BaseException:
+            tmp.unlink(missing_ok=True)   # never a half-written shard
+            raise
         self.shards.append({"file": f"{self.out_dir.name}/{name}", "rows": rows,
                             "sha256": file_sha256(self.out_dir / name)})
 
@@ -176,7 +187,9 @@ class TokenShards:
              verify: bool = False) -> TokenShards:
         """Open a local artifact directory, or fetch a store URI into ``cache_dir`` first
         (default ``$DIFFUCODER_CACHE`` or ``~/.cache/diffucoder``; reused while the
-        published version is the same)."""
+        published version is the same and the copy still matches the artifact's manifest,
+        see ``diffucoder.store.cache``; else fetched again). ``verify`` re-hashes every
+        shard against ``shards.json``."""
         text = str(uri_or_dir)
         local = Path(text[len("file://"):] if text.startswith("file://") else text)
         if not (local / INDEX_FILE).is_file():
@@ -218,14 +231,9 @@ def _fetch(uri: str, cache_dir: str | os.PathLike | None) -> Path:
     if "://" not in uri and not Path(uri).exists():
         raise DiffucoderError(f"{uri}: no such shard directory or artifact")
     store, name = resolve(uri)
-    try:
-        version = store.read_manifest(name).version
-    except ArtifactNotFound:
+    if not store.has_artifact(name):
         raise DiffucoderError(f"{uri}: neither a shard directory ({INDEX_FILE}) nor a "
-                              "published artifact") from None
+                              "published artifact")
     root = Path(cache_dir or os.environ.get("DIFFUCODER_CACHE")
                 or Path.home() / ".cache" / "diffucoder") / "shards"
-    dest = root / hashlib.sha256(store.uri(name).encode()).hexdigest()[:16] / version
-    if not (dest / INDEX_FILE).is_file():
-        store.get_artifact(name, dest, overwrite=True)
-    return dest
+    return cached_artifact(store, name, root / hashlib.sha256(store.uri(name).encode()).hexdigest()[:16])

@@ -49,7 +49,7 @@ from diffucoder.model import build_config, build_model, load_model, param_count
 from diffucoder.model.io import read_checkpoint_config
 from diffucoder.tasks.config import TaskSuiteConfig
 from diffucoder.training.chat import ChatConfig
-from diffucoder.training.checkpoint import Checkpoints, rng_state, set_rng_state
+from diffucoder.training.checkpoint import Checkpoints, rng_state, seeded_streams, set_rng_state
 from diffucoder.training.config import (CheckpointSection, DistributedSection, ModelSection, OptimSection,
                                         OutputSection, TrainSection, check_warmup, shorthand_values)
 from diffucoder.training.data_loader import ChatRows, RowLoader, ShardRows
@@ -216,6 +216,7 @@ class TrainState:
     loader: RowLoader
     log: MetricsLog
     noise: torch.Generator          # this rank's masking / augmentation draws
+    window: Window = field(default_factory=Window)   # the sums of the log line being made
     step: int = 0                   # optimizer steps done
     tokens_seen: int = 0
     prior_seconds: float = 0.0      # training time of earlier processes of this run
@@ -227,13 +228,16 @@ class TrainState:
 
     def state_dict(self) -> dict[str, Any]:
         return {"step": self.step, "tokens_seen": self.tokens_seen, "train_seconds": self.train_seconds,
-                "data": self.loader.state_dict(), "metrics": self.log.rows, "rng": rng_state(self.noise)}
+                "data": self.loader.state_dict(), "metrics": self.log.rows, "window": self.window.state_dict(),
+                "rng": rng_state(self.noise)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.step, self.tokens_seen = int(state["step"]), int(state["tokens_seen"])
         self.prior_seconds, self.started = float(state["train_seconds"]), time.perf_counter()
         self.loader.load_state_dict(state["data"])
         self.log.restore(state["metrics"])
+        if "window" in state:   # checkpoints written before it was saved start a fresh window
+            self.window.load_state_dict(state["window"])
         set_rng_state(state["rng"], self.noise)
 
 
@@ -264,7 +268,7 @@ def _train(cfg: TrainConfig, env: DistEnv, on_step: Callable[[TrainState], None]
     state = TrainState(loader=RowLoader(inputs.train_rows, cfg.data.batch_size, env.rank, env.world_size,
                                         cfg.train.seed, cfg.data.shuffle),
                        log=MetricsLog(workdir / "metrics.jsonl", enabled=env.is_main),
-                       noise=torch.Generator().manual_seed(cfg.train.seed * 1_000_003 + env.rank))
+                       noise=seeded_streams(cfg.train.seed * 1_000_003 + env.rank))
     ckpts = Checkpoints(cfg.checkpoint.uri, env, workdir, cfg.checkpoint.keep_last) if cfg.checkpoint.uri else None
     resumed = ckpts is not None and cfg.checkpoint.resume and ckpts.restore(engine, state) is not None
     start_step = state.step
@@ -274,7 +278,7 @@ def _train(cfg: TrainConfig, env: DistEnv, on_step: Callable[[TrainState], None]
     peak = env.all_reduce_sum(measure_matmul_peak(1024, device=env.device))  # all ranks at once
     per_token = flops_per_token(model.config, inputs.seq_len)
     tokens_per_step = cfg.data.batch_size * inputs.seq_len * cfg.data.grad_accum
-    window = Window()
+    window = state.window
     bar = tqdm(total=cfg.train.steps, initial=start_step, disable=not env.is_main, file=sys.stderr,
                desc=cfg.stage, dynamic_ncols=True, mininterval=1.0)
     while state.step < cfg.train.steps:

@@ -19,23 +19,35 @@ A checkpoint exists only once ``step-N``'s manifest is written, after every rank
 was published (a barrier in between): a kill at any moment leaves either the previous
 complete checkpoint or the new one. The newest complete ``step-N`` is resumed; older
 ones beyond ``keep_last`` are deleted (manifest first, so none is ever half visible).
+What killed saves leave behind (uploads without a manifest, versions a re-save replaced,
+parts of a step that never completed, the local staging) is removed by the next restore and
+after every save, while no rank of the run writes: the checkpoint URI belongs to one run.
+
+``seeded_streams(seed)`` seeds every process-wide stream a checkpoint records (torch, numpy,
+python) and returns the run's noise generator: the streams a straight run and a resumed one
+hold at a step are then the same numbers, not whatever the interpreter started with.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import logging
 import random
 import re
 import shutil
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 
 from diffucoder.errors import DiffucoderError
-from diffucoder.store import ArtifactNotFound, open_store
+from diffucoder.store import ArtifactNotFound, StoreError, open_store
 from diffucoder.training.distributed import DistEnv
 
+log = logging.getLogger(__name__)
 STEP_RE = re.compile(r"^step-(\d{8})$")
 PART_RE = re.compile(r"^step-(\d{8})-rank-(\d{5})$")
 META_FILE, STATE_FILE, ENGINE_DIR = "checkpoint.json", "train_state.pt", "engine"
@@ -51,6 +63,15 @@ def rng_state(noise: torch.Generator) -> dict[str, Any]:
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
+
+
+def seeded_streams(seed: int) -> torch.Generator:
+    """Seed torch's, numpy's and python's process-wide streams from ``seed``; the run's own noise
+    generator, seeded the same. Call it where a train state is made, once per process."""
+    random.seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
 
 
 def set_rng_state(state: dict[str, Any], noise: torch.Generator) -> None:
@@ -95,22 +116,30 @@ class Checkpoints:
         """Publish this step's checkpoint (collective: every rank calls it)."""
         staging = self.workdir / "checkpoint-staging" / f"rank-{self.env.rank:05d}"
         if staging.exists():
-            shutil.rmtree(staging)
-        staging.mkdir(parents=True)
-        engine.save_state(staging / ENGINE_DIR)
-        torch.save(state.state_dict(), staging / STATE_FILE)
+            shutil.rmtree(staging)   # a killed save's
         meta = {"kind": "training-checkpoint", "step": step, "rank": self.env.rank,
                 "world_size": self.env.world_size, "backend": self.env.backend}
-        if not self.env.is_main:
-            self.store.put_artifact(part_name(step, self.env.rank), staging, metadata=meta)
-        self.env.barrier()  # every part is published before the checkpoint is declared complete
-        if self.env.is_main:
-            layout = {"step": step, "world_size": self.env.world_size, "backend": self.env.backend}
-            (staging / META_FILE).write_text(json.dumps(layout, indent=1, sort_keys=True))
-            self.store.put_artifact(step_name(step), staging, metadata=meta)
-            self._prune(step)
-        self.env.barrier()
-        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            with _writing(staging, f"checkpoint of step {step}: writing {staging}",
+                          (OSError, RuntimeError)):   # torch.save's failed write is a RuntimeError
+                staging.mkdir(parents=True)
+                engine.save_state(staging / ENGINE_DIR)
+                torch.save(state.state_dict(), staging / STATE_FILE)
+            name = step_name(step) if self.env.is_main else part_name(step, self.env.rank)
+            publishing = f"checkpoint of step {step}: publishing {self.store.uri(name)}"
+            if not self.env.is_main:
+                with _writing(staging, publishing):
+                    self.store.put_artifact(name, staging, metadata=meta)
+            self.env.barrier()  # every part is published before the checkpoint is declared complete
+            if self.env.is_main:
+                layout = {"step": step, "world_size": self.env.world_size, "backend": self.env.backend}
+                with _writing(staging, publishing):
+                    (staging / META_FILE).write_text(json.dumps(layout, indent=1, sort_keys=True))
+                    self.store.put_artifact(name, staging, metadata=meta)
+                self._prune(step)
+            self.env.barrier()
+        finally:
+            _remove(staging)   # published or not, the staging is spent (and a full disk gets its space back)
         return self.store.uri(step_name(step))
 
     def _prune(self, newest: int) -> None:
@@ -122,14 +151,35 @@ class Checkpoints:
         for step, rank in parts:
             if step not in keep and step < newest:
                 self.store.delete_artifact(part_name(step, rank))
+        self._sweep(newest)
+
+    def _sweep(self, complete: int | None) -> None:
+        """Remove what killed saves left in the store (rank 0, while no rank writes): parts of steps
+        after the newest complete one, versions no manifest names, names that never got a manifest,
+        the backend's temp files."""
+        for step, rank in self._published()[1]:
+            if complete is None or step > complete:
+                self.store.delete_artifact(part_name(step, rank))
+        _files, names = self.store.backend.scan_dir("")
+        for name in names:
+            if STEP_RE.match(name) or PART_RE.match(name):
+                try:
+                    self.store.gc(name, grace_seconds=0)
+                except StoreError as err:   # house-keeping: never the reason a run stops
+                    log.warning("checkpoint clean-up skipped %s: %s", self.store.uri(name), err)
+        self.store.backend.sweep_temp(time.time() + 1)
 
     def restore(self, engine, state) -> dict[str, Any] | None:
         """Load the newest complete checkpoint into ``engine`` and ``state``; its step, world size and
         back end, or None when there is none."""
         step = self.latest_step()
+        if self.env.is_main:   # every rank is here: nobody writes to the store
+            self._sweep(step)
+        _remove(self.workdir / "checkpoint-staging" / f"rank-{self.env.rank:05d}")
         if step is None:
             return None
         target = self.workdir / "checkpoint-restore" / f"rank-{self.env.rank:05d}"
+        _remove(target)   # a killed restore's
         try:
             self.store.get_artifact(step_name(step), target / "main", overwrite=True)
             own = target / "main"
@@ -149,8 +199,32 @@ class Checkpoints:
         engine.load_state(own / ENGINE_DIR)
         state.load_state_dict(torch.load(own / STATE_FILE, weights_only=True))
         self.env.barrier()
-        shutil.rmtree(target, ignore_errors=True)
+        _remove(target)
         return meta
+
+
+@contextlib.contextmanager
+def _writing(where: Path, what: str, failures: tuple[type[BaseException], ...] = (OSError,)) -> Iterator[None]:
+    """Turn a failed local write (a full disk, a quota, a read-only volume) into an error naming
+    the checkpoint, the cause and the space left on that file system."""
+    try:
+        yield
+    except failures as err:
+        probe = where
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        free = shutil.disk_usage(probe).free
+        full = getattr(err, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or free < 64 << 20
+        raise DiffucoderError(f"{what}: {err} ({free / 1e6:.1f} MB free there); no part of this checkpoint "
+                              "is visible, the previous one is whole" + ("; free space and rerun to resume"
+                                                                          if full else "")) from err
+
+
+def _remove(rank_dir: Path) -> None:
+    """Remove a rank's staging / restore dir, and their parent once no rank's is left in it."""
+    shutil.rmtree(rank_dir, ignore_errors=True)
+    with contextlib.suppress(OSError):   # another rank's dir is still there (it removes the parent)
+        rank_dir.parent.rmdir()
 
 
 def _merge_missing(source: Path, dest: Path) -> None:

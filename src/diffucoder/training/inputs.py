@@ -28,6 +28,7 @@ from diffucoder.data.tokenizer import DLM_PAD_TOKEN, EOS_TOKEN, MASK_TOKEN, add_
 from diffucoder.errors import DiffucoderError
 from diffucoder.model.tokenizer import load_checkpoint_tokenizer
 from diffucoder.store import ArtifactNotFound, StoreError, resolve
+from diffucoder.store.cache import cached_artifact, cached_file
 from diffucoder.training.distributed import DistEnv
 
 SPECIAL_TOKENS = {"eos": EOS_TOKEN, "pad": EOS_TOKEN, "mask": MASK_TOKEN, "dlm_pad": DLM_PAD_TOKEN}
@@ -40,18 +41,15 @@ def cache_root(cache_dir: str = "") -> Path:
 
 
 def fetch_dir(uri: str, key: str, dest_root: Path) -> Path:
-    """A local directory for ``uri``: a path / file:// dir as is, else the store artifact fetched."""
+    """A local directory for ``uri``: a path / file:// dir as is, else the store artifact in the
+    cache (``diffucoder.store.cache``: a copy that no longer matches its manifest is fetched again)."""
     local = Path(uri[len("file://"):]) if uri.startswith("file://") else Path(uri)
     if "://" not in uri or uri.startswith("file://"):
         if (local / "config.json").is_file() or (local / "tokenizer.json").is_file():
             return local
     try:
         store, name = resolve(uri)
-        version = store.read_manifest(name).version
-        dest = dest_root / name / version
-        if not dest.is_dir():
-            store.get_artifact(name, dest, overwrite=True)
-        return dest
+        return cached_artifact(store, name, dest_root / name)
     except ArtifactNotFound:
         raise ConfigError(f"'{key}': {uri} is neither a local checkpoint/tokenizer directory nor a "
                           "published artifact") from None
@@ -60,7 +58,8 @@ def fetch_dir(uri: str, key: str, dest_root: Path) -> Path:
 
 
 def fetch_file(uri: str, name: str, key: str, dest_root: Path) -> Path:
-    """A local path of ``name`` in ``uri`` (a file, a directory, or a store artifact)."""
+    """A local path of ``name`` in ``uri`` (a file, a directory, or a store artifact's file, cached and
+    checked like ``fetch_dir``'s)."""
     local = Path(uri[len("file://"):]) if uri.startswith("file://") else Path(uri)
     if local.is_file():
         return local
@@ -68,14 +67,11 @@ def fetch_file(uri: str, name: str, key: str, dest_root: Path) -> Path:
         return local / name
     try:
         store, artifact = resolve(uri)
-        manifest = store.read_manifest(artifact)
-        if name not in manifest.files:
+        try:
+            return cached_file(store, artifact, name, dest_root / artifact)
+        except KeyError:
             raise ConfigError(f"'{key}': artifact {uri} has no file {name!r} (it holds "
-                              f"{sorted(manifest.files)[:10]})")
-        dest = dest_root / artifact / manifest.version / name
-        if not dest.is_file():
-            store.get_file(artifact, name, dest)
-        return dest
+                              f"{sorted(store.read_manifest(artifact).files)[:10]})") from None
     except ArtifactNotFound:
         raise ConfigError(f"'{key}': {uri} is neither a file, a directory holding {name!r}, nor a "
                           "published artifact") from None

@@ -6,7 +6,8 @@
     log.restore(rows)              # run keeps one continuous curve)
 
 ``Window`` accumulates what happens between two log lines (loss sum, tokens, time) so
-each line reports means and rates over its window, not one noisy step.
+each line reports means and rates over its window, not one noisy step. Its sums are part of
+a checkpoint (``state_dict``): a run resumed between two log lines averages the same steps.
 """
 from __future__ import annotations
 
@@ -66,6 +67,16 @@ class Window:
         self.masked += masked
         self.t_sum += mean_t
         self.grad_norm = grad_norm
+
+    def state_dict(self) -> dict[str, Any]:
+        """The sums so far, for a checkpoint taken between two log lines (the clock restarts)."""
+        return {"steps": self.steps, "loss_sum": self.loss_sum, "tokens": self.tokens,
+                "masked": self.masked, "t_sum": self.t_sum, "grad_norm": self.grad_norm}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.steps, self.tokens, self.masked = int(state["steps"]), int(state["tokens"]), int(state["masked"])
+        self.loss_sum, self.t_sum = float(state["loss_sum"]), float(state["t_sum"])
+        self.grad_norm = float(state["grad_norm"])
 
     def summary(self, flops_per_token: float, peak_flops: float | None) -> dict[str, float]:
         seconds = max(time.perf_counter() - self.start, 1e-9)
