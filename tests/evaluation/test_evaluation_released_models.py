@@ -29,7 +29,9 @@ def test_instruct_prompt_in_the_released_template():
 
 def test_presets_pick_the_template():
     assert load_config(EvaluateConfig, recipe_path("tiny-cpu", "evaluate")).chat.template == "project"
-    assert load_config(EvaluateConfig, recipe_path("7b-gpu", "evaluate")).chat.template == "released"
+    released = load_config(EvaluateConfig, recipe_path("7b-gpu", "evaluate"))
+    assert released.chat.template == "released"
+    assert released.sampling.compute_dtype == "model"   # the release decodes in the model dtype (bf16)
 
 
 def test_the_evaluation_prompts_use_the_configured_template(tmp_path):

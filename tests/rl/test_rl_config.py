@@ -47,12 +47,15 @@ def test_7b_recipe_does_what_the_released_trainer_does_where_it_differs_from_the
     assert (h.thresholds, h.mean_percentile, h.std_percentile) == ("percentile", 20.0, 40.0)
     assert (h.models, h.duplicate_stubs) == (["qwen_coder_2.5", "llama3_instruct"], True)
     assert released.advantage.baseline == "leave_one_out"
+    assert released.rollout.sampling.compute_dtype == "model"   # bf16 draws and confidences, as released
+    assert o.scored_until == "im_end"
     # the project's (and the paper's) choices stay the defaults the CPU preset runs on
     tiny = load_config(RLConfig, recipe_path("tiny-cpu", "rl"))
     assert (tiny.objective.loss_norm, tiny.objective.mask_span, tiny.objective.mask_seeds) == \
         ("sequence", "answer", "fresh")
     assert (tiny.reward.format_rule, tiny.reward.test_runs, tiny.data.prompt_style) == ("lenient", "together", "project")
     assert (tiny.objective.ref_sync_alpha, tiny.objective.ref_sync_unit) == (1.0, "rl_steps")
+    assert tiny.objective.scored_until == "first_stop"
 
 
 def test_7b_deepspeed_view_fills_the_batch_layout():

@@ -125,7 +125,7 @@ def test_released_prompt_style_has_a_system_turn_and_appends_the_first_case_to_p
     coded = {"id": "c", "question": "Complete this:\n```\ndef add(a, b):\n```\n", "test_cases": ["assert add(1, 2) == 3"]}
     system = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
     assert acecode_prompt(plain, "x", "released").text == (
-        system + "<|im_start|>user\nWrite add(a, b).\nTest cases: assert add(1, 2) == 3<|im_end|>\n"
+        system + "<|im_start|>user\nWrite add(a, b).\nTest cases: assert add(1, 2) == 3\n<|im_end|>\n"
         "<|im_start|>assistant\n")
     assert acecode_prompt(coded, "x", "released").text == (      # the question holds a fenced block: no case
         system + "<|im_start|>user\nComplete this:\n```\ndef add(a, b):\n```\n<|im_end|>\n<|im_start|>assistant\n")

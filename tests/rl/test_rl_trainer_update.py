@@ -195,3 +195,6 @@ def test_rollouts_keep_the_last_prompt_tokens_within_the_budget(assets, tmp_path
                             [tokenizer.eos_token_id], prompt_budget=5)
     assert whole.prompt_ids.shape[1] > 5 and cut.prompt_ids.shape[1] == 5
     assert torch.equal(cut.prompt_ids, whole.prompt_ids[:, -5:])
+    # each row is its prompt's own last five tokens, as the tokenizer encodes the text (prompts are left-padded)
+    assert cut.prompt_ids.tolist() == [tokenizer(p.text, add_special_tokens=False).input_ids[-5:]
+                                       for p in prompts[:2]]

@@ -100,3 +100,17 @@ def test_7b_adaptation_divides_by_the_masked_tokens_as_diffullama():
     assert load_config(TrainConfig, recipe_path("7b-gpu", "pretrain")).diffusion.normaliser == "masked"
     assert load_config(SFTConfig, recipe_path("7b-gpu", "sft")).diffusion.normaliser == "tokens"
     assert load_config(TrainConfig, recipe_path("tiny-cpu", "pretrain")).diffusion.normaliser == "tokens"
+
+
+def test_7b_midtrain_is_the_papers_stage_2():
+    """Paper, stage 2: 16 B tokens x 4 epochs on 8 nodes x 8 A100, lr 1e-5, 2 k warm-up; the step count
+    is 64e9 tokens over 64 GPUs x 4 rows x 4096 tokens = 1,048,576 tokens per step = 61,035 steps."""
+    from diffucoder.config.recipes import recipe_path
+    cfg = load_config(TrainConfig, recipe_path("7b-gpu", "midtrain"))
+    assert (cfg.stage, cfg.model.preset) == ("midtrain", "7b")
+    assert (cfg.optim.lr, cfg.optim.warmup_steps) == (1e-5, 2000)
+    assert cfg.distributed.nproc_per_node == 8 and cfg.train.precision == "bf16"
+    tokens_per_step = 64 * cfg.data.batch_size * cfg.data.grad_accum * cfg.data.seq_len
+    assert tokens_per_step == 1_048_576
+    assert abs(cfg.train.steps - 64e9 / tokens_per_step) / cfg.train.steps < 0.001
+    assert cfg.diffusion.normaliser == "masked"

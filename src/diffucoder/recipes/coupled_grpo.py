@@ -30,6 +30,7 @@ weights on CPU.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -59,7 +60,8 @@ from diffucoder.rl.rewards import RewardSection
 from diffucoder.rl.rollouts import Rollouts, generate_rollouts, greedy_scores, score_rollouts, seed_of
 from diffucoder.sampling.config import SamplingConfig
 from diffucoder.tasks import write_jsonl
-from diffucoder.training.checkpoint import Checkpoints, rng_state, set_rng_state
+from diffucoder.training.chat import IM_END
+from diffucoder.training.checkpoint import Checkpoints, rng_state, seeded_streams, set_rng_state
 from diffucoder.training.config import (CheckpointSection, DistributedSection, ModelSection, OptimSection,
                                         OutputSection, TrainSection, check_warmup, shorthand_values)
 from diffucoder.training.data_loader import RowLoader
@@ -72,6 +74,7 @@ from diffucoder.training.metrics import MetricsLog
 __all__ = ["KFP_METRIC_KEYS", "RLConfig", "RLState", "grpo_update", "train_rl"]
 
 ROLLOUT_STREAM, MASK_STREAM = 1, 2   # separate seed streams for rollouts and estimator masks
+PROCESS_STREAM = 3                   # the process-wide streams a checkpoint records (seeded_streams)
 REFERENCE_FILE = "reference.pt"
 
 
@@ -127,6 +130,10 @@ class ObjectiveSection:
         "answer", help="which completion positions the estimator masks: completion = all of them, the <|dlm_pad|> "
                        "tail too (released); answer = up to the first end token (the model never sees the length). "
                        "Either way only the answer's tokens are scored")
+    scored_until: Literal["first_stop", "im_end"] = setting(
+        "first_stop", help="which completion tokens the loss scores: up to and including the first stop token "
+                           "(EOS, <|dlm_pad|>, <|im_end|>); im_end: up to and including the first <|im_end|>, "
+                           "the whole completion when it has none (released)")
     mask_seeds: Literal["fresh", "shared"] = setting(
         "fresh", help="fresh: each of the mu iterations draws new masks (the paper); shared: every iteration "
                       "reuses the same masks, as the released trainer's bookkeeping ends up doing")
@@ -222,6 +229,7 @@ class RLInputs:
     tokenizer: Any
     ids: dict[str, int]             # eos, pad, mask, dlm_pad
     end_ids: list[int]              # tokens that end a completion (EOS, <|dlm_pad|>, <|im_end|> if one token)
+    scored_end_ids: list[int]       # the loss scores a completion up to and including the first of these
     max_positions: int
     prompt_budget: int              # rollouts keep the last this many prompt tokens (0 = whole prompts)
     prompts: list[RLPrompt]
@@ -272,7 +280,16 @@ def prepare_rl_inputs(cfg: RLConfig, env: DistEnv) -> RLInputs:
                               "prompts would be the training prompts; give a directory or artifact")
         info["eval"] = eval_info
     budget = max_tokens if cfg.data.long_prompts == "truncate_left" else 0
-    return RLInputs(init_dir=init_dir, tokenizer=tokenizer, ids=ids, end_ids=completion_stop_ids(tokenizer),
+    end_ids = completion_stop_ids(tokenizer)
+    if cfg.objective.scored_until == "im_end":
+        im_end = tokenizer.get_vocab().get(IM_END)
+        if im_end is None:
+            raise ConfigError(f"'objective.scored_until': im_end, but the tokenizer of {cfg.model.init_from} has no "
+                              f"{IM_END} token; use first_stop")
+        scored_end_ids = [im_end]
+    else:
+        scored_end_ids = end_ids
+    return RLInputs(init_dir=init_dir, tokenizer=tokenizer, ids=ids, end_ids=end_ids, scored_end_ids=scored_end_ids,
                     max_positions=max_positions, prompt_budget=budget, prompts=prompts, eval_prompts=eval_prompts,
                     data_info=info)
 
@@ -398,7 +415,7 @@ def _train(cfg: RLConfig, env: DistEnv, on_step: Callable[[RLState], None] | Non
         reference = load_policy(cfg, inputs, env, next(engine.module.parameters()).dtype).eval().requires_grad_(False)
     log = MetricsLog(workdir / "metrics.jsonl", enabled=env.is_main)
     ckpts = Checkpoints(cfg.checkpoint.uri, env, workdir, cfg.checkpoint.keep_last) if cfg.checkpoint.uri else None
-    state = RLState(log=log)
+    state = RLState(log=log, noise=seeded_streams(seed_of(cfg.train.seed, PROCESS_STREAM, env.rank)))
     held = WithReference(engine, reference, state, env)
     # the sandbox service or a local pool, self-checked: a known-good program passes, known-bad ones fail
     with cfg.reward.open_sandbox() as sandbox:
@@ -469,7 +486,7 @@ def rl_step(cfg: RLConfig, state: RLState, engine, reference, inputs: RLInputs, 
     prompts = state.loader.next_batch()
     generator = torch.Generator(device=env.device).manual_seed(seed_of(seed, ROLLOUT_STREAM, step, env.rank))
     batch = generate_rollouts(engine.module, inputs.tokenizer, prompts, group, cfg.rollout.sampling, generator,
-                              inputs.end_ids, cfg.rollout.batch_size, inputs.prompt_budget)
+                              inputs.end_ids, cfg.rollout.batch_size, inputs.prompt_budget, inputs.scored_end_ids)
     rolled = time.perf_counter()
     rewards = score_rollouts(sandbox, batch, cfg.reward)
     advantages = group_advantages(reward_matrix(rewards, group), cfg.advantage.baseline,
@@ -624,10 +641,11 @@ def run_filter(cfg: RLConfig, out: str | Path, progress: bool = True) -> FilterR
     if cfg.distributed.backend != "none":
         raise DiffucoderError("'distributed.backend': the filter command runs in one process; set it to none")
     env = init_distributed("none")
-    if cfg.hard_filter.source == "sample":
+    sampling = cfg.hard_filter.source == "sample"   # only then does code run (records: pass rates given)
+    if sampling:
         cfg.reward.check_sandbox()   # stop before the model loads
     inputs = prepare_rl_inputs(cfg, env)
-    with cfg.reward.open_sandbox() as sandbox:
+    with cfg.reward.open_sandbox() if sampling else contextlib.nullcontext() as sandbox:
         policy = None
         if cfg.hard_filter.source == "sample":
             policy = PolicySampler(load_policy(cfg, inputs, env).eval(), inputs.tokenizer, cfg.rollout.sampling,

@@ -16,7 +16,9 @@ Two record formats:
 Two prompt styles (``data.prompt_style``): ``project`` (one user turn; AceCode questions get "Your
 code should pass this test:" and the first case) and ``released`` (the released trainer's: a
 system turn "You are a helpful assistant.", and the question + ``"\nTest cases: " + first case``
-only when the question holds no fenced block, i.e. no ``"\n```\n"``).
+only when the question holds no fenced block, i.e. no ``"\n```\n"``, in the released Instruct
+models' template: ``training.chat``'s ``released``, the user text stripped and followed by a
+newline before ``<|im_end|>``, as their tokenizer renders it).
 
 Prompts are rendered with the chat template SFT trained on (``training.chat``), so the
 policy answers as it learned to: one fenced python block. A record whose tests the
@@ -44,7 +46,6 @@ from diffucoder.training.chat import render_prompt
 
 ACECODE_TEMPLATE = "{question}\n\nYour code should pass this test:\n{first_test}"
 PROMPT_STYLES = ("project", "released")
-SYSTEM_PROMPT = "You are a helpful assistant."   # the released recipe's system_prompt
 STUB_TEMPLATE = 'Please complete the following problem:\n```\ndef {signature}:\n    """\n    {question}\n    """\n```\n'
 
 
@@ -79,11 +80,12 @@ def _string(record: dict, name: str, where: str) -> str:
     return value
 
 
-def _messages(content: str, style: str) -> list[dict[str, str]]:
+def _render(content: str, style: str, where: str) -> str:
+    """The user turn in the style's chat template (``released`` adds its system turn)."""
     if style not in PROMPT_STYLES:
         raise DiffucoderError(f"'data.prompt_style': must be one of {list(PROMPT_STYLES)}, got {style!r}")
-    system = [{"role": "system", "content": SYSTEM_PROMPT}] if style == "released" else []
-    return [*system, {"role": "user", "content": content}]
+    return render_prompt([{"role": "user", "content": content}], where=where,
+                         template="released" if style == "released" else "project")
 
 
 def synthetic_prompt(record: dict, where: str, style: str = "project") -> RLPrompt:
@@ -94,7 +96,7 @@ def synthetic_prompt(record: dict, where: str, style: str = "project") -> RLProm
         tests, entry = "\n".join(asserts) + "\n", None
     else:
         tests, entry = _string(record, "test", where), _string(record, "entry_point", where)
-    text = render_prompt(_messages(instruction, style), where=where)
+    text = _render(instruction, style, where)
     return RLPrompt(str(record.get("task_id", where)), text, tests, entry, record)
 
 
@@ -115,7 +117,7 @@ def acecode_prompt(record: dict, where: str, style: str = "project") -> RLPrompt
         raise DiffucoderError(f"{where}: 'test_cases' must be a non-empty list of assert strings")
     instruction = (released_instruction(question, cases[0]) if style == "released"
                    else acecode_instruction(question, cases[0]))
-    text = render_prompt(_messages(instruction, style), where=where)
+    text = _render(instruction, style, where)
     tests = "\n".join(c.strip() for c in cases) + "\n"
     return RLPrompt(str(record.get("id", where)), text, tests, None, record)
 

@@ -69,10 +69,11 @@ def trim_left_padding(ids: torch.Tensor, attention: torch.Tensor) -> tuple[torch
 @torch.no_grad()
 def generate_rollouts(model, tokenizer, prompts: Sequence[RLPrompt], group_size: int, sampling: SamplingConfig,
                       generator: torch.Generator, end_ids: Sequence[int], batch_size: int = 0,
-                      prompt_budget: int = 0) -> Rollouts:
+                      prompt_budget: int = 0, scored_end_ids: Sequence[int] | None = None) -> Rollouts:
     """``group_size`` completions of every prompt, decoded ``batch_size`` rows at a time (0 = all).
     ``prompt_budget`` > 0 keeps each prompt's last that many tokens (the released trainer's
-    ``prompt_ids[:, -max_prompt_length:]`` on the left-padded batch)."""
+    ``prompt_ids[:, -max_prompt_length:]`` on the left-padded batch). The text ends at the first
+    of ``end_ids``; the completion mask at the first of ``scored_end_ids`` (default ``end_ids``)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -91,7 +92,7 @@ def generate_rollouts(model, tokenizer, prompts: Sequence[RLPrompt], group_size:
     finally:
         model.train(was_training)
     completion_ids = torch.cat(completions)
-    mask = completion_mask(completion_ids, end_ids)
+    mask = completion_mask(completion_ids, end_ids if scored_end_ids is None else scored_end_ids)
     decoded = decode_completions(tokenizer, completion_ids, prompt_lengths=0, stop=list(end_ids))
     whole = tokenizer.batch_decode(completion_ids, skip_special_tokens=True)
     return Rollouts(list(prompts), group_size, ids.to(device), attention.to(device), completion_ids.to(device),
