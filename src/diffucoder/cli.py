@@ -13,6 +13,7 @@ are listed here. Each command lives in the package that implements it, as a modu
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import importlib.util
 import sys
@@ -90,6 +91,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(module.main(args) or 0)
     except DiffucoderError as err:
         print(f"diffucoder {name}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(f"diffucoder {name}: error: {err.strerror} writing {err.filename or 'a file'}: free space and "
+              "rerun (published artifacts and checkpoints are whole or absent, never partial)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"diffucoder {name}: interrupted", file=sys.stderr)

@@ -6,6 +6,8 @@
 
 The only package of the distribution that imports kfp (it needs the ``pipeline`` extra). The
 components in ``components/<stage>/`` are thin wrappers over ``diffucoder.stages``; the DAG is
-``pipeline``; ``compile``, ``cli`` (``diffucoder pipeline``) and ``remote`` (``kfp.Client``)
-act on it.
+``pipeline`` (``build_pipeline(registry, pull_secrets)`` for another image registry);
+``placement`` decides each model-holding step's pod at run time (``components/placement``);
+``compile`` (and ``retarget``), ``cli`` (``diffucoder pipeline``) and ``remote`` (``kfp.Client``,
+both KFP modes) act on it.
 """

@@ -1,11 +1,13 @@
 """``diffucoder pipeline``: compile the DAG, run it on this machine with kfp's local runner, or
 upload it to / start it on a Kubeflow Pipelines server.
 
-    diffucoder pipeline compile [--output-dir DIR] [--with-revision]
+    diffucoder pipeline compile [--output-dir DIR] [--with-revision] [--image-registry REG] [--image-pull-secret S]
     diffucoder pipeline run-local --preset tiny-cpu --output runs/demo [--input DIR] [--no-serve]
     diffucoder pipeline run-local --start-stage rl --start-model file:///abs/store/models/instruct
-    diffucoder pipeline upload --host URL --file pipelines/compiled/diffucoder-<version>.yaml
-    diffucoder pipeline submit --host URL --file ... --run-name NAME --param preset=7b-gpu
+    diffucoder pipeline upload --host URL --file pipelines/compiled/diffucoder-<version>.yaml \
+        [--namespace PROFILE] [--token-file F | --cookie-file F] [--image-registry REG] [--image-pull-secret S]
+    diffucoder pipeline submit --host URL --file ... --run-name NAME --param preset=7b-gpu \
+        [--service-account diffucoder-pipeline-runner] [--namespace PROFILE] [...]
 
 ``run-local`` runs the same DAG as a cluster, with ``kfp.local.SubprocessRunner`` (each step a
 subprocess of this Python), a local pipeline root and a ``file://`` artifact store under
@@ -48,6 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            "pipelines/compiled/)")
     comp.add_argument("--with-revision", action="store_true",
                       help="put the git revision in the file name (as uploads do)")
+    comp.add_argument("--image-registry", default=None,
+                      help="registry of the steps' images and of the training jobs' image (default: "
+                           "$DIFFUCODER_IMAGE_REGISTRY, else the project's)")
+    _add_pull_secret(comp)
 
     run = sub.add_parser("run-local", help="run the whole DAG here with kfp's local runner")
     run.add_argument("--preset", default="tiny-cpu", help="recipe preset in configs/ (default: %(default)s)")
@@ -62,6 +68,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--start-stage", default="curate", choices=START_STAGES,
                      help="first stage that trains (default: %(default)s); later starts need --start-model")
     run.add_argument("--start-model", default="", help="store URI of the model the first stage starts from")
+    run.add_argument("--midtrain", action="store_true",
+                     help="mid-train the pre-trained model on the curated shards (off: the step passes it on)")
     run.add_argument("--deploy-min-pass-at-1", type=float, default=0.0,
                      help="the deploy gate: the RL model's pass@1 (0..1) must reach this (default: %(default)s, "
                           "so the tiny demo model, whose pass@1 is near 0, still goes through the deploy step)")
@@ -69,14 +77,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _add_remote(sub)
 
 
+def _add_pull_secret(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--image-pull-secret", dest="image_pull_secrets", action="append", default=None,
+                        metavar="SECRET", help="docker-registry Secret every step pulls its image with, in the "
+                                               "steps' namespace (repeatable)")
+
+
 def _add_remote_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", required=True, help="Kubeflow Pipelines API, e.g. http://ml-pipeline.kubeflow:8888")
+    parser.add_argument("--host", required=True,
+                        help="Kubeflow Pipelines API, e.g. http://127.0.0.1:8888 (a port-forward of svc/ml-pipeline)")
     parser.add_argument("--file", required=True, help="compiled pipeline YAML")
     parser.add_argument("--version-name", default=None,
-                        help="pipeline version name (default: from the file name)")
-    parser.add_argument("--namespace", default=None, help="profile namespace (multi-user Kubeflow)")
+                        help="pipeline version name (default: from the file name and the content's digest)")
+    parser.add_argument("--namespace", default=None,
+                        help="profile namespace (multi-user Kubeflow): the pipeline, experiment and runs go there")
     parser.add_argument("--token-file", default=None,
-                        help="file holding a bearer token (default: $KF_PIPELINES_SA_TOKEN_PATH)")
+                        help="file holding a bearer token, e.g. `kubectl create token` with audience "
+                             "pipelines.kubeflow.org (default: $KF_PIPELINES_SA_TOKEN_PATH)")
+    parser.add_argument("--cookie-file", default=None,
+                        help="file holding the Cookie header of a logged-in Kubeflow session "
+                             "(e.g. oauth2_proxy_kubeflow=...), for a host behind Kubeflow's ingress")
+    parser.add_argument("--image-registry", default=None,
+                        help="move the file's images to this registry before the upload")
+    _add_pull_secret(parser)
 
 
 def _add_remote(sub) -> None:
@@ -103,7 +126,7 @@ def _stage_overrides(sets: list[str]) -> dict[str, list[str]]:
 
 def run_local(preset: str, output: Path, input_uri: str | None, run_name: str | None,
               sets: list[str], start_stage: str = "curate", start_model: str = "",
-              deploy_min_pass_at_1: float = 0.0) -> LocalRun:
+              deploy_min_pass_at_1: float = 0.0, midtrain: bool = False) -> LocalRun:
     """Run the DAG locally; where its report is and what it deployed."""
     overrides = _stage_overrides(sets)
     check_start(start_stage, start_model)
@@ -124,7 +147,7 @@ def run_local(preset: str, output: Path, input_uri: str | None, run_name: str | 
     try:
         diffucoder_pipeline(preset=preset, store_root=store_root, run_name=run_name,
                             curate_input=input_uri or "", start_stage=start_stage, start_model=start_model,
-                            deploy_min_pass_at_1=deploy_min_pass_at_1,
+                            deploy_min_pass_at_1=deploy_min_pass_at_1, midtrain=midtrain,
                             **{f"{name}_overrides": overrides[name] for name in NAMES})
     except RuntimeError as err:  # kfp's local runner reports a failed step this way
         raise DiffucoderError(f"{err} (the step's own error is in its log above; "
@@ -205,8 +228,9 @@ def step_names() -> dict[str, str]:
 
 def write_run_report(run_dir: Path, output: Path, run_name: str, store_root: str,
                      elapsed_s: float) -> Path:
-    """Gather each step's Markdown report and artifact references into ``REPORT.md``, in the
-    DAG's order (curate, pretrain, sft, evaluate-sft, rl, evaluate-rl, deploy)."""
+    """Gather each step's Markdown report, artifact references and parameter outputs into
+    ``REPORT.md``, in the DAG's order (curate, placement, pretrain, midtrain, sft, evaluate-sft, rl,
+    evaluate-rl, deploy)."""
     parts = [f"# DiffuCoder local run `{run_name}`\n",
              f"- kfp run directory: `{run_dir}`", f"- artifact store: `{store_root}`",
              f"- wall time: {elapsed_s:.0f} s\n"]
@@ -218,6 +242,10 @@ def write_run_report(run_dir: Path, output: Path, run_name: str, store_root: str
         parts.append(f"## Step `{shown.get(task_dir.name, task_dir.name)}`\n")
         for ref in sorted(task_dir.glob(f"*/{REF_FILE}")):
             parts.append(f"- output `{ref.parent.name}`: `{read_ref(ref.parent)}`")
+        outputs = task_dir / "executor_output.json"
+        if outputs.is_file():   # parameter outputs (pass@1, the placement step's pods, the endpoint)
+            for key, value in json.loads(outputs.read_text()).get("parameterValues", {}).items():
+                parts.append(f"- output `{key}`: `{json.dumps(value)}`")
         report = task_dir / "report"
         if report.is_file():
             parts.append("\n" + report.read_text())
@@ -230,11 +258,12 @@ def write_run_report(run_dir: Path, output: Path, run_name: str, store_root: str
 
 def main(args: argparse.Namespace) -> int:
     if args.action == "compile":
-        print(compile_pipeline(args.output_dir, args.with_revision))
+        print(compile_pipeline(args.output_dir, args.with_revision, args.image_registry or "",
+                               args.image_pull_secrets or ()))
         return 0
     if args.action == "run-local":
         done = run_local(args.preset, args.output, args.input, args.run_name, args.sets, args.start_stage,
-                         args.start_model, args.deploy_min_pass_at_1)
+                         args.start_model, args.deploy_min_pass_at_1, args.midtrain)
         print(f"\nPipeline finished in {done.seconds:.0f} s. Report: {done.report}")
         if not done.deployed_model:
             print("The deploy gate kept the model back (pass@1 below --deploy-min-pass-at-1): nothing to serve.")
@@ -245,14 +274,16 @@ def main(args: argparse.Namespace) -> int:
             print("Server stopped.")
         return 0
     if args.action in ("upload", "submit"):
-        client = remote.make_client(args.host, args.namespace, args.token_file)
+        client = remote.make_client(args.host, args.namespace, args.token_file, args.cookie_file)
+        where = dict(namespace=args.namespace, image_registry=args.image_registry,
+                     image_pull_secrets=args.image_pull_secrets)
         if args.action == "upload":
-            up = remote.upload(client, args.file, args.version_name)
-            state = "created" if up.created else "already present"
+            up = remote.upload(client, args.file, args.version_name, **where)
+            state = "created" if up.created else "already present (same content)"
             print(f"pipeline {up.pipeline_id} version {up.version_name} ({up.version_id}): {state}")
             return 0
         run_id = remote.submit(client, args.file, remote.parse_params(args.params), args.run_name,
-                               args.experiment, args.version_name, args.service_account)
-        print(f"run {run_id} started")
+                               args.experiment, args.version_name, args.service_account, **where)
+        print(f"run {run_id} started{f' in {args.namespace}' if args.namespace else ''}")
         return 0
     raise DiffucoderError(f"unknown action {args.action!r}")

@@ -2,10 +2,9 @@
 store Secret the step itself reads the store with."""
 import yaml
 
+from diffucoder.stages.registry import TRAINING_STAGES as TRAINING_STEPS
 from diffucoder_kfp.compile import compiled_filename
 from tests.checkout import COMPILED_DIR
-
-TRAINING_STEPS = ("pretrain", "sft", "rl")
 
 
 def test_training_steps_get_the_run_id_and_the_store_secret_they_pass_to_their_job():

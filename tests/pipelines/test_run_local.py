@@ -11,6 +11,7 @@ import json
 import pytest
 import yaml
 
+from diffucoder.kube.config import image_ref
 from diffucoder_kfp.cli import run_local
 from diffucoder.store import open_store
 
@@ -30,7 +31,7 @@ SETS = ([f"curate.{s}" for s in ("tokenizer.vocab_size=512", "pack.seq_len=64", 
                                "reward.workers=1", "checkpoint.every_steps=1")]
         + [f"evaluate.{s}" for s in ("max_tasks=2", "batch_size=2", "sampling.max_new_tokens=8",
                                      "sampling.steps=4", "limits.time_floor_s=1.0")])
-STEPS = ["curate", "pretrain", "sft", "evaluate-sft", "rl", "evaluate-rl", "deploy"]
+STEPS = ["curate", "placement", "pretrain", "midtrain", "sft", "evaluate-sft", "rl", "evaluate-rl", "deploy"]
 
 
 def corpus(root):
@@ -53,7 +54,10 @@ def test_the_whole_dag_runs_then_a_run_can_start_at_rl(tmp_path, monkeypatch):
     store = open_store(first.store_root)
     for artifact in ("curated", "pretrain", "sft", "tasks", "evaluate-sft", "rl", "evaluate-rl"):
         assert store.has_artifact(f"runs/r1/{artifact}"), artifact
-    assert steps_in(first.report.read_text()) == STEPS
+    report = first.report.read_text()
+    assert steps_in(report) == STEPS
+    # where the placement step would put the model-holding steps on a cluster (tiny-cpu, in-process)
+    assert f'- output `sft_image`: `"{image_ref("train")}"`' in report and '- output `evaluate_gpus`: `"0"`' in report
     # the gate let the RL model through: deploy rendered its InferenceService, pinned to the published version
     rl_version = store.read_manifest("runs/r1/rl").version
     assert first.deployed_model == f"{store.uri('runs/r1/rl')}/.versions/{rl_version}"

@@ -61,7 +61,9 @@ def cache_root() -> Path:
 
 
 def image_names() -> list[str]:
-    return sorted(p.parent.name for p in IMAGES_DIR.glob("*/Dockerfile"))
+    """The project's Python images (their install is a requirements.in): what a step can run on.
+    images/minio is MinIO built from source, with no Python."""
+    return sorted(p.parent.name for p in IMAGES_DIR.glob("*/Dockerfile") if (p.parent / "requirements.in").is_file())
 
 
 def image_name(ref: str) -> str:

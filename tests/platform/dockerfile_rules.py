@@ -3,7 +3,7 @@
     from dockerfile_rules import instructions, rule_violations
     rule_violations(Path("images/base/Dockerfile").read_text())   # [] when clean
 
-Rules: base images pinned to a version tag (never ``latest``); the final USER a numeric
+Rules: base images pinned to a version tag (never ``latest``; ``scratch`` is no image); the final USER a numeric
 non-zero uid; no credential-looking ENV/ARG; ``pip install`` with ``--no-cache-dir`` and,
 for the project, ``-c constraints.txt`` or ``--no-deps`` (its dependencies already installed
 from a pinned requirements file); apt installs without recommends and with their
@@ -40,7 +40,7 @@ def _from_violations(args: str, stage_names: set[str]) -> list[str]:
     image = parts[0]
     if len(parts) >= 3 and parts[1].upper() == "AS":
         stage_names.add(parts[2])
-    if image in stage_names:
+    if image in stage_names or image == "scratch":   # a build stage, or the empty image: nothing pulled
         return []
     name, _, digest = image.partition("@")
     tag = name.rsplit("/", 1)[-1].partition(":")[2]

@@ -9,7 +9,11 @@ Python environment (the step contract tests).
 
 Driver (the inputs of a task): pipeline parameters (the spec's defaults, then the given ones),
 runtime constants (``{{$.pipeline_job_uuid}}`` -> the run's job id), upstream output parameters
-and artifacts, a sub-DAG's channels, and the task's trigger condition. Launcher: kfp's own
+and artifacts, a sub-DAG's channels, and the task's trigger condition; the step's pod
+(``pod_spec``): image, resources, accelerator, node selector, tolerations and image pull Secrets
+resolved from those inputs as ``initPodSpecPatch`` / ``extendPodSpecPatch`` do
+(kubeflow/pipelines backend/src/v2/driver, 2.5.0: a resource or image given by a parameter is
+read with ``GetStringValue``, so a number there resolves to ''). Launcher: kfp's own
 helpers build the ExecutorInput (``kfp.local.executor_input_utils``) and substitute the
 placeholders of the executor's ``command`` + ``args`` (``kfp.local.placeholder_utils``:
 ``{{$}}`` becomes the ExecutorInput JSON, as in the Go launcher's ``getPlaceholders``), the
@@ -30,12 +34,19 @@ from typing import Any, Callable
 import yaml
 from google.protobuf import json_format
 from kfp import dsl
+from kubernetes.utils.quantity import parse_quantity
 from kfp.local import executor_input_utils, executor_output_utils, placeholder_utils
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 STEP_TIMEOUT_S = 900
 # The runtime placeholders the driver fills into constants (backend/src/v2/driver).
 RUNTIME_VALUES = ("{{$.pipeline_job_uuid}}", "{{$.pipeline_job_name}}", "{{$.pipeline_task_name}}")
+# The driver's pattern of a parameter in a pod spec field (driver/util.go inputPipelineChannelPattern);
+# unanchored, as there: a field containing one is replaced by that parameter's value as a whole.
+POD_SPEC_PARAMETER = re.compile(r"\$.inputs.parameters\['(.+?)'\]")
+# An input parameter placeholder as a runtime constant: kfp's compiler copies the resource and
+# image fields set from channels into the task's inputs; the driver passes such constants as they are.
+INPUT_PLACEHOLDER = re.compile(r"^\{\{\$\.inputs\.parameters\['[^']+'\]\}\}$")
 
 
 class EmulationError(Exception):
@@ -203,7 +214,7 @@ class PipelineRun:
             return value
         for placeholder, replacement in zip(RUNTIME_VALUES, (self.job_id, self.name, task.path.split("/")[-1])):
             value = value.replace(placeholder, replacement)
-        if "{{$" in value:
+        if "{{$" in value and not INPUT_PLACEHOLDER.match(value):
             raise EmulationError(f"{task.path}: runtime placeholder in {value!r} is not emulated")
         return value
 
@@ -239,6 +250,79 @@ class PipelineRun:
             else:
                 raise EmulationError(f"{task.path}: artifact {name} from {sorted(value)} is not emulated")
         return params, artifacts
+
+    def _input_spec(self, spec: dict, task: Task) -> Any:
+        """One InputParameterSpec of the platform spec (node selector / toleration JSON, Secret names)."""
+        if "componentInputParameter" in spec:
+            return self.dag_inputs[task.dag_path][0][spec["componentInputParameter"]]
+        if "taskOutputParameter" in spec:
+            ref = spec["taskOutputParameter"]
+            return self._sibling(task, ref["producerTask"]).outputs[ref["outputParameterKey"]]
+        if "runtimeValue" in spec:
+            return self._constant(spec["runtimeValue"]["constant"], task)
+        raise EmulationError(f"{task.path}: platform parameter from {sorted(spec)} is not emulated")
+
+    @staticmethod
+    def _pod_string(value: str, params: dict[str, Any], what: str) -> str:
+        """resolvePodSpecInputRuntimeParameter: a field naming a parameter becomes its string value."""
+        match = POD_SPEC_PARAMETER.search(value)
+        if not match:
+            return value
+        if match[1] not in params:
+            raise EmulationError(f"{what}: the executor input has no parameter {match[1]!r}")
+        resolved = params[match[1]]
+        return resolved if isinstance(resolved, str) else ""   # structpb GetStringValue of a non-string
+
+    def pod_spec(self, path: str) -> dict[str, Any]:
+        """The main container's image and resources and the pod's placement, as the driver builds them."""
+        task = self.pipeline.task(path)
+        label = self.pipeline.component(task.component_name)["executorLabel"]
+        container = self.pipeline.ir["deploymentSpec"]["executors"][label]["container"]
+        params, _ = self.resolve(task)
+        res = container.get("resources", {})
+        requests, limits = {}, {}
+        for field, old, target, unit in (("resourceMemoryLimit", "memoryLimit", limits, "G"),
+                                         ("resourceMemoryRequest", "memoryRequest", requests, "G"),
+                                         ("resourceCpuLimit", "cpuLimit", limits, ""),
+                                         ("resourceCpuRequest", "cpuRequest", requests, "")):
+            value = self._pod_string(res[field], params, f"{path} {field}") if res.get(field) else (
+                f"{res[old]:g}{unit}" if res.get(old) else None)
+            if value is None:
+                continue
+            try:
+                parse_quantity(value)
+            except ValueError:
+                raise EmulationError(f"{path}: {field} {value!r} is not a quantity (the driver fails the step)") \
+                    from None
+            target["memory" if "Memory" in field else "cpu"] = value
+        accelerator = res.get("accelerator")
+        if accelerator:
+            kind = self._pod_string(accelerator["resourceType"], params, f"{path} accelerator type") \
+                if accelerator.get("resourceType") else accelerator.get("type", "")
+            count = self._pod_string(accelerator["resourceCount"], params, f"{path} accelerator count") \
+                if accelerator.get("resourceCount") else (str(accelerator["count"]) if accelerator.get("count") else "")
+            if kind and count:
+                parse_quantity(count)
+                limits[kind] = count
+        platform = self.pipeline.platform.get("platforms", {}).get("kubernetes", {}).get(
+            "deploymentSpec", {}).get("executors", {}).get(label, {})
+        node_selector = {}
+        if "nodeSelector" in platform:
+            spec = platform["nodeSelector"]
+            node_selector = dict(self._input_spec(spec["nodeSelectorJson"], task) if "nodeSelectorJson" in spec
+                                 else spec.get("labels", {}))
+        tolerations = []
+        for item in platform.get("tolerations", []):
+            if "tolerationJson" in item:
+                value = self._input_spec(item["tolerationJson"], task)
+                tolerations += value if isinstance(value, list) else [value]
+            else:
+                tolerations.append(item)
+        pull_secrets = [self._input_spec(s["secretNameParameter"], task) if "secretNameParameter" in s
+                        else s["secretName"] for s in platform.get("imagePullSecret", [])]
+        return {"image": self._pod_string(container["image"], params, f"{path} image"),
+                "resources": {"requests": requests, "limits": limits}, "nodeSelector": node_selector,
+                "tolerations": tolerations, "imagePullSecrets": pull_secrets}
 
     def triggered(self, task: Task) -> bool:
         condition = task.spec.get("triggerPolicy", {}).get("condition", "")
@@ -277,11 +361,12 @@ class PipelineRun:
             Path(parameter.output_file).parent.mkdir(parents=True, exist_ok=True)
         workdir = Path(task_root) / "home"
         workdir.mkdir(parents=True, exist_ok=True)
-        env = env_for(executor.image).env(HOME=str(workdir), **executor.env, **(extra_env or {}))
+        image = self.pod_spec(path)["image"]
+        env = env_for(image).env(HOME=str(workdir), **executor.env, **(extra_env or {}))
         start = time.monotonic()
         proc = subprocess.run(argv, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True, timeout=STEP_TIMEOUT_S)
-        result = StepResult(path, executor.label, executor.image, argv, proc.returncode, proc.stdout,
+        result = StepResult(path, executor.label, image, argv, proc.returncode, proc.stdout,
                             time.monotonic() - start)
         if proc.returncode == 0:
             result.outputs = executor_output_utils.get_outputs_for_task(executor_input, spec)

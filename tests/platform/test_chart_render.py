@@ -21,7 +21,8 @@ EXPECTED = {
     ("NetworkPolicy", "diffucoder-sandbox-isolation"), ("NetworkPolicy", "diffucoder-minio"),
     ("NetworkPolicy", "diffucoder-jobs"), ("ConfigMap", "diffucoder-scripts"),
     ("ConfigMap", "diffucoder-pipeline"), ("Job", "diffucoder-minio-buckets"),
-    ("Pod", "diffucoder-test-store"),
+    ("Pod", "diffucoder-test-store"), ("Deployment", "diffucoder-sandbox"), ("Service", "diffucoder-sandbox"),
+    ("ServiceAccount", "diffucoder-sandbox"), ("Pod", "diffucoder-test-sandbox"),
 }
 UPLOAD_JOB = "diffucoder-pipeline-upload-"   # + a hash of its spec and pipeline (test_chart_jobs.py)
 
@@ -56,7 +57,9 @@ def test_project_images_are_the_ones_components_reference(chart_default):
         images |= {line.split("image:", 1)[1].strip() for line in text.splitlines()
                    if line.strip().startswith("image:") or line.strip().startswith("- image:")}
     project = {i for i in images if "/diffucoder-" in i}
-    assert project == {ALL_IMAGES["base"], ALL_IMAGES["train"], ALL_IMAGES["serve"]}
+    minio_tag = yaml.safe_load((CHART_DIR / "values.yaml").read_text())["minio"]["image"]["tag"]
+    minio = ALL_IMAGES["base"].replace("diffucoder-base:" + __version__, "diffucoder-minio:" + minio_tag)
+    assert project == {ALL_IMAGES["base"], ALL_IMAGES["train"], ALL_IMAGES["serve"], minio}
     chart = helm_python.Chart.load(CHART_DIR)
     with chart:
         assert chart.metadata["appVersion"] == __version__
@@ -128,12 +131,16 @@ def test_pipeline_runner_role_is_namespaced_and_least_privilege(chart_default):
 
 
 def test_sandbox_policy_denies_all_traffic_and_runtime_class_is_opt_in(chart_default):
+    """No egress; ingress only on the sandbox service's port (tests/platform/test_chart_sandbox.py)."""
     from platform_support import render
 
     policy = chart_default.find("NetworkPolicy", "diffucoder-sandbox-isolation")["spec"]
     assert policy["podSelector"] == {"matchLabels": {"app.kubernetes.io/component": "sandbox"}}
     assert sorted(policy["policyTypes"]) == ["Egress", "Ingress"]
-    assert not policy.get("ingress") and not policy.get("egress")
+    assert not policy.get("egress")
+    assert [rule["ports"] for rule in policy["ingress"]] == [[{"protocol": "TCP", "port": 8080}]]
+    assert not render({"sandbox": {"service": {"enabled": False}}}).find(
+        "NetworkPolicy", "diffucoder-sandbox-isolation")["spec"].get("ingress")
     assert not any(k == "RuntimeClass" for k, _ in chart_default.kinds_names())
     with_gvisor = render({"sandbox": {"runtimeClass": {"enabled": True}}})
     assert with_gvisor.find("RuntimeClass", "gvisor")["handler"] == "runsc"
@@ -153,7 +160,8 @@ def test_chart_ships_the_compiled_pipeline_and_uploads_it(chart_default):
     (container,) = job["spec"]["template"]["spec"]["containers"]
     assert container["image"] == ALL_IMAGES["base"]
     assert container["args"] == ["diffucoder", "pipeline", "upload", "--host", "$(KFP_HOST)",
-                                 "--file", f"/pipeline/{compiled.name}"]
+                                 "--file", f"/pipeline/{compiled.name}",
+                                 "--image-registry", ALL_IMAGES["base"].rsplit("/diffucoder-", 1)[0]]
 
 
 def test_helm_test_hook_checks_every_bucket(chart_default):

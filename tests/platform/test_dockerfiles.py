@@ -1,6 +1,7 @@
 """images/: every image the pipeline steps use has a linted Dockerfile that installs exactly its
 pinned requirements file (images/<name>/requirements.txt), and is built and tagged by
-images/build.sh. That the steps run in what it installs: test_step_contracts.py."""
+images/build.sh; images/minio builds the chart's MinIO from the pinned release's source. That the
+steps run in what their image installs: test_step_contracts.py."""
 import importlib
 import json
 import os
@@ -15,11 +16,16 @@ from dockerfile_rules import instructions, rule_violations
 from contract_envs import image_names
 from diffucoder import __version__
 from diffucoder.kube.config import image_ref
+from diffucoder_kfp.components.images import STEP_IMAGES
 from tests.checkout import COMPILED_DIR
 
 IMAGES_DIR = ROOT / "images"
-ALL_IMAGES = {name: image_ref(name) for name in image_names()}   # images/<name>/Dockerfile
+ALL_IMAGES = {name: image_ref(name) for name in image_names()}   # the Python images: images/<name>/Dockerfile
 DOCKERFILES = {name: IMAGES_DIR / name / "Dockerfile" for name in ALL_IMAGES}
+MINIO_DOCKERFILE = IMAGES_DIR / "minio" / "Dockerfile"
+# MinIO's fix of GHSA-jjjj-jwhf-8rgr, and the commit its tag points at in github.com/minio/minio.
+MINIO_RELEASE = "RELEASE.2025-10-15T17-29-55Z"
+MINIO_COMMIT = "9e49d5e7a648f00e26f2246f4dc28e6b07f8c84a"
 TORCH_INDEX = {"base": "https://download.pytorch.org/whl/cpu", "train": "https://download.pytorch.org/whl/cu128",
                "serve": "https://download.pytorch.org/whl/cu128"}
 
@@ -34,12 +40,12 @@ def pinned(package: str) -> str:
 
 def test_every_image_has_a_dockerfile_and_ignore_file():
     assert set(ALL_IMAGES) == {"base", "train", "serve"}
-    for name, path in DOCKERFILES.items():
+    for name, path in {**DOCKERFILES, "minio": MINIO_DOCKERFILE}.items():
         ignore = [line.strip() for line in
                   path.with_name("Dockerfile.dockerignore").read_text().splitlines()
                   if line.strip() and not line.startswith("#")]
         assert ignore[0] == "*", f"{path}: the build context must be an allow-list"
-        copied = [a.split()[:-1] for k, a in instructions(path.read_text()) if k == "COPY"]
+        copied = [a.split()[:-1] for k, a in instructions(path.read_text()) if k == "COPY" and "--from=" not in a]
         for source in (s.rstrip("/") for srcs in copied for s in srcs if not s.startswith("--")):
             assert f"!{source}" in ignore or f"!{source}/" in ignore, \
                 f"{path}: COPY {source} is excluded by its .dockerignore"
@@ -66,22 +72,47 @@ def test_every_component_and_compiled_step_runs_a_project_image():
     assert unknown == {}, "components must use an image of images/<name> (diffucoder.kube.config.image_ref)"
     compiled = sorted(COMPILED_DIR.glob("*.yaml"))
     assert compiled, f"no compiled pipeline in {COMPILED_DIR}"
+    chosen = {image_ref(name) for name in STEP_IMAGES}   # what the placement step can choose
+    assert chosen <= set(ALL_IMAGES.values())
     for path in compiled:
         executors = next(yaml.safe_load_all(path.read_text()))["deploymentSpec"]["executors"]
         used = {e["container"]["image"] for e in executors.values() if "container" in e}
-        assert used and used <= set(ALL_IMAGES.values()), (path.name, used)
+        fixed = {i for i in used if not i.startswith("{{$.inputs.parameters['pipelinechannel--placement-")}
+        assert fixed and fixed <= set(ALL_IMAGES.values()), (path.name, used)
 
 
 def test_hadolint_passes_on_every_dockerfile():
     result = subprocess.run([tool("hadolint"), "--config", str(IMAGES_DIR / ".hadolint.yaml"),
-                             *map(str, DOCKERFILES.values())], capture_output=True, text=True,
-                            timeout=60)
+                             *map(str, DOCKERFILES.values()), str(MINIO_DOCKERFILE)], capture_output=True,
+                            text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("name", sorted(ALL_IMAGES))
+@pytest.mark.parametrize("name", [*sorted(ALL_IMAGES), "minio"])
 def test_dockerfile_follows_the_project_rules(name):
-    assert rule_violations(DOCKERFILES[name].read_text()) == []
+    assert rule_violations((IMAGES_DIR / name / "Dockerfile").read_text()) == []
+
+
+def test_minio_is_built_from_the_pinned_release_into_a_minimal_non_root_image():
+    """MinIO published the release fixing GHSA-jjjj-jwhf-8rgr as source only: the builder fetches
+    that tag, refuses any commit but the pinned one, builds a static binary (CGO off, MinIO's own
+    ldflags script), and the final image is scratch + the binary + CA certificates + uid 10001."""
+    steps = instructions(MINIO_DOCKERFILE.read_text())
+    froms = [args for keyword, args in steps if keyword == "FROM"]
+    assert froms[0].startswith("golang:1.24.8-") and froms[0].endswith(" AS build") and froms[-1] == "scratch"
+    args = dict(a.split("=", 1) for k, a in steps if k == "ARG" and "=" in a)
+    assert args["MINIO_SOURCE_TAG"] == MINIO_RELEASE and args["MINIO_SOURCE_COMMIT"] == MINIO_COMMIT
+    (build,) = [a for k, a in steps if k == "RUN"]
+    for part in ('git fetch -q --depth 1 origin "refs/tags/${MINIO_SOURCE_TAG}"',
+                 'test "$(git rev-parse HEAD)" = "${MINIO_SOURCE_COMMIT}"', "go build -tags kqueue -trimpath",
+                 "buildscripts/gen-ldflags.go", 'grep -F "${MINIO_SOURCE_TAG}"', "chmod 1777 /rootfs/tmp"):
+        assert part in build, part
+    assert [a.split() for k, a in steps if k == "ENV"][0] == ["CGO_ENABLED=0", "GOTOOLCHAIN=local"]
+    assert ("USER", "10001:10001") in steps and ("ENTRYPOINT", '["/usr/bin/minio"]') in steps
+    final = steps[[i for i, (k, _) in enumerate(steps) if k == "FROM"][-1]:]
+    assert [a for k, a in final if k == "COPY"] == ["--from=build /rootfs/ /"]   # nothing else reaches it
+    chart = yaml.safe_load((ROOT / "charts" / "diffucoder" / "values.yaml").read_text())["minio"]["image"]
+    assert chart["tag"] == MINIO_RELEASE and chart["repository"] == ""   # = <images.registry>/diffucoder-minio
 
 
 def test_rule_checker_catches_the_mistakes_it_is_for():
@@ -146,6 +177,8 @@ def test_gpu_images_build_no_cuda_code():
     train = DOCKERFILES["train"].read_text()
     (base,) = [args for keyword, args in instructions(train) if keyword == "FROM"]
     assert base.startswith("python:3.11") and "devel" not in train and "nvcc" not in train
+    for path in [*DOCKERFILES.values(), MINIO_DOCKERFILE]:   # no image of the project starts from a toolkit
+        assert not [a for k, a in instructions(path.read_text()) if k == "FROM" and "cuda" in a], path
     assert "DS_BUILD_OPS=0" in train and "NVIDIA_DRIVER_CAPABILITIES=compute,utility" in train
     configs = sorted((ROOT / "configs" / "deepspeed").glob("*.json"))
     assert configs
@@ -199,10 +232,10 @@ def test_build_script_tags_exactly_the_component_images(registry):
     pushed = re.findall(r"push (\S+)", result.stdout)
     prefix = registry or "ghcr.io/diffucoder-platform"
     expected = [f"{prefix}/diffucoder-{n}:{__version__}" for n in ("base", "train", "serve")]
-    assert tags == pushed == expected
+    assert tags == pushed == [*expected, f"{prefix}/diffucoder-minio:{MINIO_RELEASE}"]
     if not registry:
-        assert sorted(tags) == sorted(ALL_IMAGES.values())
-    for name in ALL_IMAGES:
+        assert sorted(tags[:3]) == sorted(ALL_IMAGES.values())
+    for name in [*ALL_IMAGES, "minio"]:
         assert f"--file {IMAGES_DIR / name / 'Dockerfile'}" in result.stdout
 
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from diffucoder import __version__
-from kfp_emulation import CompiledPipeline, EmulationError, PipelineRun, evaluate_condition
+from kfp_emulation import CompiledPipeline, EmulationError, PipelineRun, StepResult, evaluate_condition
 from tests.checkout import COMPILED_DIR
 
 PIPELINE = CompiledPipeline.load(COMPILED_DIR / f"diffucoder-{__version__}.yaml")
@@ -49,8 +49,30 @@ def test_a_step_gets_the_pipeline_parameters_and_runtime_values(tmp_path):
 
 def test_a_step_before_its_producer_is_refused(tmp_path):
     run = PipelineRun(PIPELINE, {}, tmp_path)
-    with pytest.raises(EmulationError, match="pretrain needs the outputs of curate, which has not run"):
+    with pytest.raises(EmulationError, match="pretrain needs the outputs of placement, which has not run"):
         run.resolve(PIPELINE.task("pretrain"))
+
+
+def test_the_pod_is_built_from_the_placement_outputs_as_the_driver_reads_them(tmp_path):
+    """initPodSpecPatch (KFP 2.5.0): a resource or image field that names a parameter becomes that
+    parameter's *string* value; a number there reads as '' and the accelerator is dropped."""
+    outputs = {f"pretrain_{k}": v for k, v in {"image": "reg/diffucoder-train:1", "accelerator": "nvidia.com/gpu",
+                                              "gpus": "8", "cpu": "64", "memory": "800Gi",
+                                              "node_selector": {"pool": "gpu"}, "tolerations": [{"key": "g"}]}.items()}
+    outputs["job_image"] = "reg/diffucoder-train:1"
+    run = PipelineRun(PIPELINE, {}, tmp_path)
+    run.results["placement"] = StepResult("placement", "exec-placement", "", [], 0, "", 0.0, outputs)
+    run.results["curate"] = StepResult("curate", "exec-curate", "", [], 0, "", 0.0, {"curated": None})
+    pod = run.pod_spec("pretrain")
+    assert pod["image"] == "reg/diffucoder-train:1" and pod["nodeSelector"] == {"pool": "gpu"}
+    assert pod["resources"] == {"requests": {"cpu": "64", "memory": "800Gi"},
+                                "limits": {"cpu": "64", "memory": "800Gi", "nvidia.com/gpu": "8"}}
+    assert pod["tolerations"] == [{"key": "g"}]
+    outputs["pretrain_gpus"] = 8   # an integer output: the driver would drop the GPU silently
+    assert "nvidia.com/gpu" not in run.pod_spec("pretrain")["resources"]["limits"]
+    outputs["pretrain_memory"] = "lots"
+    with pytest.raises(EmulationError, match="not a quantity"):
+        run.pod_spec("pretrain")
 
 
 def test_the_launcher_substitutes_the_executor_input(tmp_path):

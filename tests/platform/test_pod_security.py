@@ -70,14 +70,14 @@ def all_problems(objects: list[dict]) -> tuple[int, list[str]]:
 @pytest.mark.parametrize("which", ["chart_default", "chart_gpu"])
 def test_chart_pods_are_locked_down(which, request):
     pods, problems = all_problems(request.getfixturevalue(which).objects)
-    assert pods == 6  # MinIO, 2 hook Jobs, test pod, ServingRuntime, TrainingRuntime
+    assert pods == 8  # MinIO, 2 hook Jobs, 2 test pods, ServingRuntime, TrainingRuntime, sandbox
     assert problems == []
 
 
 @pytest.mark.parametrize("overlay", ("base",) + OVERLAYS)
 def test_overlay_pods_are_locked_down(overlay, kustomize_builds):
     pods, problems = all_problems(kustomize_builds[overlay])
-    assert pods == 5  # the chart's, less the helm test pod
+    assert pods == 6  # the chart's, less the helm test pods
     assert problems == []
 
 

@@ -3,11 +3,14 @@
 For each executor of ``pipelines/compiled/``: the environment of its image (``images/<name>/
 requirements.txt`` installed as the Dockerfile installs it; ``contract_envs``), its ``command`` +
 ``args`` from the compiled YAML with the placeholders substituted as KFP's launcher does, and
-the inputs its driver would hand it (``kfp_emulation``). The tiny preset runs the whole DAG on
-a ``file://`` store: curate, pretrain / SFT / RL training in their own pod, both evaluations,
-deploy in render mode. Then pretrain runs again with ``training_launcher=trainjob`` against an
-in-memory Kubernetes API: the TrainJob it creates is run as its pods would run it (the job's
-command, in the environment of the job's image), and the step reports the model the job published.
+the inputs its driver would hand it (``kfp_emulation``), in the image the driver gives its pod
+(the placement step's output for the model-holding steps). The tiny preset runs the whole DAG on
+a ``file://`` store: placement, curate, pretrain / SFT / RL training in their own pod (train
+image), both evaluations (train image), deploy in render mode. Then placement and pretrain run
+again with ``training_launcher=trainjob`` against an in-memory Kubernetes API: the launcher runs
+in the base image's environment, the TrainJob it creates is run as its pods would run it (the
+job's command, in the environment of the job's image), and the step reports the model the job
+published. The 7b-gpu placement runs too, and the pods the driver would build from it are checked.
 A step whose image lacks a module it imports fails here (``test_a_step_whose_image_lacks_a_module_fails``).
 
 The environments are cached by requirements hash (``$DIFFUCODER_CONTRACT_CACHE``); a cold
@@ -27,9 +30,12 @@ from packaging.requirements import Requirement
 from contract_envs import ROOT, ContractEnv, env_from_requirements, image_envs, image_name
 from diffucoder import __version__
 from diffucoder.kube import JOB_KINDS
-from diffucoder.kube.config import image_ref
+from diffucoder.kube.config import image_ref, load_cluster_config
+from diffucoder.model import build_config, memory_plan
 from diffucoder.store import open_store
-from kfp_emulation import CompiledPipeline, PipelineRun, StepResult
+from diffucoder_kfp.components.images import STEP_IMAGES
+from diffucoder_kfp.placement import LAUNCHER_CPU, LAUNCHER_MEMORY
+from kfp_emulation import POD_SPEC_PARAMETER, CompiledPipeline, PipelineRun, StepResult
 from tests.checkout import COMPILED_DIR
 from tests.kube.kube_emulator import TRAINJOBS, Cluster, add_pod, condition, log_lines, pod, set_status
 from tests.training.training_helpers import MICRO_MODEL
@@ -58,7 +64,8 @@ PARAMS = {
 
 
 def used_images() -> list[str]:
-    return sorted({image_name(e.image) for e in PIPELINE.executors().values()})
+    """The images steps run on: fixed in the compiled pipeline, or chosen by the placement step."""
+    return sorted(STEP_IMAGES)
 
 
 def corpus(root: Path) -> Path:
@@ -117,12 +124,18 @@ def result_of(run: PipelineRun, path: str) -> StepResult:
 
 
 def test_every_step_image_is_a_project_image_with_kfps_executor():
-    """Static half of the contract: each executor's image is built from images/<name> and its
-    pinned install carries kfp (the executor, ``python3 -m kfp.dsl.executor_main``)."""
-    for label, executor in PIPELINE.executors().items():
-        name = image_name(executor.image)
+    """Static half of the contract: each executor's image is built from images/<name> (or is the
+    placement step's output, one of those), and its pinned install carries kfp (the executor,
+    ``python3 -m kfp.dsl.executor_main``)."""
+    for name in used_images():
         pins = (ROOT / "images" / name / "requirements.txt").read_text()
-        assert "\nkfp==" in pins, f"{label} runs on {name}, whose requirements.txt has no kfp"
+        assert "\nkfp==" in pins, f"steps run on {name}, whose requirements.txt has no kfp"
+    for label, executor in PIPELINE.executors().items():
+        chosen = POD_SPEC_PARAMETER.search(executor.image)
+        if chosen:
+            assert chosen[1].startswith("pipelinechannel--placement-"), (label, executor.image)
+        else:
+            assert image_name(executor.image) in used_images(), (label, executor.image)
         assert any("kfp.dsl.executor_main" in part for part in executor.command), label
 
 
@@ -134,6 +147,13 @@ def check(name):
         STEP_CHECKS[name] = fn
         return fn
     return register
+
+
+@check("placement")
+def _placed(run, out):
+    assert out["pretrain_image"] == out["evaluate_image"] == image_ref("train")   # in-process, tiny-cpu
+    assert out["evaluate_gpus"] == "0" and out["evaluate_accelerator"] == ""      # its evaluate runs on cpu
+    assert out["job_image"] == image_ref("train")
 
 
 @check("curate")
@@ -149,6 +169,12 @@ def _pretrained(run, out):
     summary = json.loads(store.open_file(f"runs/{RUN}/pretrain", "training/summary.json"))
     assert summary["steps"] == 2
     assert out["job"].metadata["launcher"] == "in-process"
+
+
+@check("midtrain")
+def _passed_on(run, out):   # mid-training is off by default: the pre-trained model goes on, from the base image
+    assert out["midtrain_model"].metadata["store_uri"] == f"{run.params['store_root']}/runs/{RUN}/pretrain"
+    assert run.results["midtrain"].image == image_ref("base")
 
 
 @check("sft")
@@ -219,6 +245,7 @@ def trainjob_run(envs, dag_run, tmp_path_factory, pytestconfig):
               "training_launcher": "trainjob", "cluster_overrides": ["training.poll_s=0.05"]}
     run = PipelineRun(PIPELINE, params, tmp / "pipeline-root", job_id="contract-tj-0001")
     run.results["curate"] = curate
+    run.execute("placement", lambda image: envs[image_name(image)])
     pods: list[subprocess.CompletedProcess] = []
     jobs: list[dict] = []    # the TrainJob as the controller first read it
     info = JOB_KINDS["TrainJob"]
@@ -254,6 +281,11 @@ def test_pretrain_as_a_trainjob_sends_a_job_that_runs_in_the_train_image(trainjo
     job = trainjob_run["jobs"][0]
     assert trainjob_run["invalid"] == []
     assert job["metadata"]["namespace"] == NS and job["spec"]["trainer"]["image"] == image_ref("train")
+    # The step only launches: the slim base image, no GPU; the job's pods get the train image.
+    assert result.image == image_ref("base") and image_name(result.image) == "base"
+    pod = trainjob_run["run"].pod_spec("pretrain")
+    assert pod["resources"]["limits"] == {"cpu": LAUNCHER_CPU, "memory": LAUNCHER_MEMORY}
+    assert pod["nodeSelector"] == {} and pod["tolerations"] == []
     (node,) = trainjob_run["pods"]
     assert node.returncode == 0, f"the TrainJob's command failed in the train image's environment:\n" \
                                  f"{node.stdout[-3000:]}\n{node.stderr[-3000:]}"
@@ -266,15 +298,35 @@ def test_pretrain_as_a_trainjob_sends_a_job_that_runs_in_the_train_image(trainjo
     assert result.outputs["model"].metadata["store_uri"].endswith("runs/contract-tj/pretrain")
 
 
-def test_evaluate_also_runs_in_the_train_image(envs, dag_run):
-    """7b-gpu evaluates on the CUDA image: its environment has everything evaluate imports."""
-    result_of(dag_run, "sft")
-    run = PipelineRun(PIPELINE, {**dag_run.params, "run_name": "contract-eval-train"}, dag_run.root / "on-train",
-                      job_id="contract-eval-train")
-    run.results["sft"] = dag_run.results["sft"]
-    result = run.execute("evaluate", lambda image: envs["train"], check=False)
-    assert result.returncode == 0, f"evaluate failed in the train image's environment:\n{result.tail()}"
-    assert 0.0 <= result.outputs["Output"] <= 1.0
+def test_model_holding_steps_ran_in_the_train_image(dag_run):
+    """In-process training and evaluation ran where placement put them: the CUDA train image
+    (it runs on CPU too), with the tiny preset's sizes and no GPU."""
+    for path in ("pretrain", "sft", "rl", "evaluate", "evaluate-2"):
+        result = result_of(dag_run, path)
+        assert result.image == image_ref("train"), path
+        limits = dag_run.pod_spec(path)["resources"]["limits"]
+        assert "nvidia.com/gpu" not in limits and limits["memory"] in ("4Gi", "2Gi"), (path, limits)
+    assert result_of(dag_run, "curate").image == image_ref("base")
+
+
+def test_7b_gpu_placement_gives_the_model_steps_gpus_and_the_gpu_pool(envs, dag_run, tmp_path):
+    """The placement executor with preset=7b-gpu, and the pods the driver builds from its outputs:
+    evaluate gets one GPU and memory for 15 GiB of bf16 weights, in-process training one node of
+    8 GPUs; both on the GPU pool of configs/7b-gpu/cluster.yaml."""
+    cfg = load_cluster_config("7b-gpu")
+    run = PipelineRun(PIPELINE, {**dag_run.params, "preset": "7b-gpu"}, tmp_path / "root", job_id="contract-7b")
+    run.results.update({k: v for k, v in dag_run.results.items() if k != "placement"})
+    run.execute("placement", lambda image: envs[image_name(image)])
+    evaluate = run.pod_spec("evaluate-2")
+    assert evaluate["image"] == image_ref("train")
+    assert evaluate["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    weights_gib = memory_plan(build_config("7b"), sharding="ddp", param_dtype="bfloat16").weights_bytes / 2**30
+    memory_gib = float(evaluate["resources"]["limits"]["memory"].removesuffix("Gi"))
+    assert memory_gib >= weights_gib + 8, (memory_gib, weights_gib)   # weights pass through host memory
+    assert evaluate["nodeSelector"] == cfg.training.node_selector and evaluate["tolerations"] == cfg.training.tolerations
+    pretrain = run.pod_spec("pretrain")
+    assert pretrain["resources"]["limits"]["nvidia.com/gpu"] == "8" and pretrain["image"] == image_ref("train")
+    assert pretrain["resources"]["requests"]["memory"] == cfg.training.shape("pretrain").memory
 
 
 def test_every_executor_ran_in_some_scenario(dag_run, trainjob_run):

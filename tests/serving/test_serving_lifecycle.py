@@ -77,11 +77,15 @@ def test_sigterm_finishes_in_flight_requests_then_exits(small_queue_server):
         in_flight += [pool.submit(http.post, "/openai/v1/completions", json=SLOW) for _ in range(2)]
         wait_for_metric(http, "diffucoder_queue_depth 2.0")  # 1 decoding + 2 queued
         process.send_signal(signal.SIGTERM)
-        time.sleep(0.1)
+        # the signal is handled on the server's event loop: readiness flips first (on a busy machine
+        # that takes a moment; a request sent before it would meet the full queue's 429)
+        deadline = time.monotonic() + 10
+        while http.get("/v2/health/ready").status_code != 503:
+            assert time.monotonic() < deadline, "readiness never flipped after SIGTERM"
+            time.sleep(0.01)
         refused = http.post("/openai/v1/completions", json=SLOW)       # arrives while draining
         assert refused.status_code == 503 and int(refused.headers["Retry-After"]) >= 1
         assert refused.json()["error"]["code"] == "shutting_down"
-        assert http.get("/v2/health/ready").status_code == 503
         assert http.get("/v2/health/live").status_code == 200
         finished = [future.result() for future in in_flight]
     assert [r.status_code for r in finished] == [200, 200, 200]

@@ -38,16 +38,18 @@ app.kubernetes.io/component: {{ .component }}
 RELEASE.2025-10-15T17-29-55Z
 {{- end -}}
 
+{{/* MinIO: minio.image.repository, else the project's build of it in images.registry. */}}
 {{- define "diffucoder.minioImage" -}}
 {{- $img := .Values.minio.image -}}
+{{- $repository := $img.repository | default (printf "%s/diffucoder-minio" .Values.images.registry) -}}
 {{- $fixed := include "diffucoder.minioFixedRelease" . -}}
 {{- if and (regexMatch "^RELEASE\\.[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}-[0-9]{2}-[0-9]{2}Z$" $img.tag) (lt $img.tag $fixed) -}}
 {{- fail (printf "minio.image.tag %s predates %s, the MinIO release that fixes GHSA-jjjj-jwhf-8rgr (privilege escalation through service-account/STS session policies): use %s or later" $img.tag $fixed $fixed) -}}
 {{- end -}}
 {{- if $img.digest -}}
-{{- printf "%s:%s@%s" $img.repository $img.tag $img.digest -}}
+{{- printf "%s:%s@%s" $repository $img.tag $img.digest -}}
 {{- else -}}
-{{- printf "%s:%s" $img.repository $img.tag -}}
+{{- printf "%s:%s" $repository $img.tag -}}
 {{- end -}}
 {{- end -}}
 
@@ -85,6 +87,10 @@ seccompProfile:
   type: RuntimeDefault
 {{- end -}}
 
+{{/* images.pullSecrets as a pod's or a ServiceAccount's imagePullSecrets (the same shape): the
+     pods of the chart carry them, and pods that run under the chart's ServiceAccounts without
+     their own (pipeline steps, TrainJob / PyTorchJob / InferenceService pods) get them from
+     the account. Renders nothing without pull secrets. */}}
 {{- define "diffucoder.imagePullSecrets" -}}
 {{- with .Values.images.pullSecrets }}
 imagePullSecrets:
@@ -156,7 +162,11 @@ template:
       {{- . | nindent 6 }}
     {{- end }}
   spec:
-    {{- $args := list "diffucoder" "pipeline" "upload" "--host" "$(KFP_HOST)" "--file" (printf "/pipeline/%s" $file) }}
+    {{- /* The pipeline's steps run images.registry's images, pulled with images.pullSecrets. */}}
+    {{- $args := list "diffucoder" "pipeline" "upload" "--host" "$(KFP_HOST)" "--file" (printf "/pipeline/%s" $file) "--image-registry" .Values.images.registry }}
+    {{- range .Values.images.pullSecrets }}
+    {{- $args = concat $args (list "--image-pull-secret" .) }}
+    {{- end }}
     {{- $env := list (dict "name" "KFP_HOST" "value" .Values.pipelineUpload.kfpHost) (dict "name" "KF_PIPELINES_SA_TOKEN_PATH" "value" "/var/run/secrets/kubeflow/pipelines/token") }}
     {{- $mounts := list (dict "name" "pipeline" "mountPath" "/pipeline" "readOnly" true) (dict "name" "kfp-token" "mountPath" "/var/run/secrets/kubeflow/pipelines" "readOnly" true) }}
     {{- $token := dict "serviceAccountToken" (dict "path" "token" "audience" .Values.pipelineUpload.tokenAudience "expirationSeconds" 3600) }}

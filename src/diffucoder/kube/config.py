@@ -25,9 +25,14 @@ from diffucoder.kube.training_job import TrainingJobSpec
 DEFAULT_REGISTRY = "ghcr.io/diffucoder-platform"
 
 
-def image_ref(name: str) -> str:
-    """``<registry>/diffucoder-<name>:<version>`` (registry: ``$DIFFUCODER_IMAGE_REGISTRY``)."""
-    registry = os.environ.get("DIFFUCODER_IMAGE_REGISTRY", DEFAULT_REGISTRY)
+REGISTRY_ENV = "DIFFUCODER_IMAGE_REGISTRY"
+
+
+def image_ref(name: str, registry: str = "") -> str:
+    """``<registry>/diffucoder-<name>:<version>``: the given registry, else ``$DIFFUCODER_IMAGE_REGISTRY``,
+    else the project's. A pipeline step passes the registry its pipeline was compiled for, so the
+    jobs it sends use the images its own pod runs (the pod's environment does not say)."""
+    registry = (registry or os.environ.get(REGISTRY_ENV) or DEFAULT_REGISTRY).rstrip("/")
     return f"{registry}/diffucoder-{name}:{__version__}"
 
 

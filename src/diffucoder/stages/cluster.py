@@ -135,13 +135,16 @@ class ClusterLauncher:
     api_client: Any = None                      # None: in-cluster config, else $KUBECONFIG
     run_id: str = ""                            # the pipeline run (labels the job; see module doc)
     store_secret: str = ""                      # the step's store Secret, given to the job's pods
+    image: str = ""                             # the job's image (the step's registry); '' = image_ref
 
     def run(self, stage: Stage, preset: str, *, store_root: str, run_name: str, data_uri: str,
             init_from: str = "", overrides: list[str] | None = None,
             metric_keys: tuple[str, ...] = METRIC_KEYS) -> StageOutput:
         result = launch_stage_job(stage, preset, store_root=store_root, run_name=run_name, data_uri=data_uri,
                                   init_from=init_from, overrides=list(overrides or []),
-                                  cluster=self.cluster, cluster_values={"training.kind": self.kind},
+                                  cluster=self.cluster, cluster_values={"training.kind": self.kind,
+                                                                        **({"training.image": self.image}
+                                                                           if self.image else {})},
                                   manifest_path=self.manifest_path, api_client=self.api_client,
                                   run_id=self.run_id, store_secret=self.store_secret)
         out = describe_model(stage_uri(store_root, run_name, stage.output), stage.name, metric_keys)
@@ -152,7 +155,7 @@ class ClusterLauncher:
 
 
 def stage_launcher(name: str, cluster: list[str] | None = None, manifest_path: str = "", *,
-                   run_id: str = "", store_secret: str = "") -> ClusterLauncher | None:
+                   run_id: str = "", store_secret: str = "", image: str = "") -> ClusterLauncher | None:
     """``None`` for ``in-process``; a ``ClusterLauncher`` for ``trainjob`` / ``pytorchjob``."""
     if name not in LAUNCHERS:
         raise DiffucoderError(f"launcher: must be one of {list(LAUNCHERS)}, got {name!r}")
@@ -162,15 +165,18 @@ def stage_launcher(name: str, cluster: list[str] | None = None, manifest_path: s
                                   "(they size cluster jobs); use launcher trainjob or pytorchjob")
         return None
     return ClusterLauncher(kind=name, cluster=[str(item) for item in cluster or []], manifest_path=manifest_path,
-                           run_id=run_id, store_secret=store_secret)
+                           run_id=run_id, store_secret=store_secret, image=image)
 
 
 def step_launcher(name: str, cluster: list[str] | None, job_path: str, *, run_id: str = "",
-                  store_secret: str = "") -> ClusterLauncher | None:
+                  store_secret: str = "", image: str = "") -> ClusterLauncher | None:
     """What a training component calls first: its launcher, and the ``job`` output recorded for
     in-process training (a cluster launcher records the job it sends there itself). ``run_id`` is
-    the pipeline run's id, ``store_secret`` the Secret the step reads the store with."""
-    launcher = stage_launcher(name, cluster, manifest_path=job_path, run_id=run_id, store_secret=store_secret)
+    the pipeline run's id, ``store_secret`` the Secret the step reads the store with, ``image`` the
+    job's image (the train image of the registry the pipeline runs from; a ``training.image``
+    cluster override still wins)."""
+    launcher = stage_launcher(name, cluster, manifest_path=job_path, run_id=run_id, store_secret=store_secret,
+                              image=image)
     if launcher is None:
         write_manifest(job_path, [], header="launcher: in-process - the step trained in its own pod; "
                                             "no cluster job was created")

@@ -10,10 +10,10 @@ It is the single return value, not a named output, because kfp's local runner re
 """
 from kfp import dsl
 
-from diffucoder_kfp.components.images import BASE_IMAGE
+from diffucoder_kfp.components.images import TRAIN_IMAGE
 
 
-@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+@dsl.component(base_image=TRAIN_IMAGE, install_kfp_package=False)
 def evaluate(
     preset: str,
     model: dsl.Input[dsl.Model],

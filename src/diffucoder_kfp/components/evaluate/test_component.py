@@ -7,7 +7,7 @@ from kfp import dsl, local
 from diffucoder.store import open_store, resolve
 from diffucoder.tasks import generate_suite, write_suite
 from diffucoder_kfp.components.evaluate import evaluate
-from diffucoder_kfp.components.images import BASE_IMAGE
+from diffucoder_kfp.components.images import TRAIN_IMAGE
 from diffucoder_kfp.components.testing import compile_component, dataset_reference, model_reference
 from tests.evaluation.evaluation_helpers import make_model_dir
 
@@ -21,12 +21,12 @@ def test_component_interface_is_typed():
     assert {name: out.type for name, out in spec.outputs.items()} == {
         "results": "system.Dataset@0.0.1", "metrics": "system.Metrics@0.0.1",
         "report": "system.Markdown@0.0.1", "Output": "Float"}
-    assert spec.implementation.container.image == BASE_IMAGE
+    assert spec.implementation.container.image == TRAIN_IMAGE
 
 
 def test_component_compiles(tmp_path):
     ir, executor = compile_component(evaluate, tmp_path)
-    assert executor["container"]["image"] == BASE_IMAGE
+    assert executor["container"]["image"] == TRAIN_IMAGE
     assert "run_evaluate_stage" in " ".join(executor["container"]["command"])
     outputs = ir["root"]["outputDefinitions"]
     assert outputs["parameters"]["Output"]["parameterType"] == "NUMBER_DOUBLE"

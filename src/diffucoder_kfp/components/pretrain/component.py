@@ -22,6 +22,7 @@ def pretrain(
     overrides: list,
     launcher: str,
     cluster: list,
+    job_image: str,
     start_stage: str,
     start_model: str,
     model: dsl.Output[dsl.Model],
@@ -43,6 +44,8 @@ def pretrain(
             ``pytorchjob`` (training operator).
         cluster: ``key.sub=value`` overrides of ``configs/<preset>/cluster.yaml`` for the job,
             e.g. ``["training.stages.pretrain.nodes=10"]``; only with a cluster launcher.
+        job_image: the image of the cluster job's pods (the placement step's ``job_image``: the
+            train image of the pipeline's registry); empty = the project's default.
         start_stage: ``curate`` trains; ``sft`` / ``rl`` skip pre-training and pass ``start_model`` on.
         start_model: store URI of the model to start from: the checkpoint adaptation starts from
             (``model.init_from``), or the model a later start stage tunes; empty = from scratch.
@@ -51,7 +54,8 @@ def pretrain(
     from diffucoder.stages.cluster import step_launcher
     from diffucoder.stages.pretrain import run_pretrain_stage
 
-    cluster_job = step_launcher(launcher, list(cluster), job.path, run_id=run_id, store_secret=store_secret)
+    cluster_job = step_launcher(launcher, list(cluster), job.path, run_id=run_id, store_secret=store_secret,
+                                image=job_image)
     out = run_pretrain_stage(preset=preset, curated_uri=read_ref(curated.path), store_root=store_root,
                              run_name=run_name or run_id, overrides=list(overrides), launcher=cluster_job,
                              start_stage=start_stage, start_model=start_model)

@@ -14,7 +14,8 @@ from tests.training.training_helpers import MICRO_MODEL, make_shards
 def test_component_interface_is_typed():
     spec = pretrain.component_spec
     assert set(spec.inputs) == {"preset", "curated", "store_root", "run_name", "run_id", "store_secret",
-                                "overrides", "launcher", "cluster", "start_stage", "start_model"}
+                                "overrides", "launcher", "cluster", "job_image", "start_stage",
+                                "start_model"}
     assert spec.inputs["curated"].type == "system.Dataset@0.0.1"
     assert {name: out.type for name, out in spec.outputs.items()} == {
         "model": "system.Model@0.0.1", "metrics": "system.Metrics@0.0.1",
@@ -42,7 +43,7 @@ def test_runs_on_the_local_runner(tmp_path, monkeypatch):
         ref = dataset_reference(uri=uri)
         pretrain(preset="tiny-cpu", curated=ref.outputs["artifact"], store_root=root, run_name="t1",
                  run_id="job-1", store_secret="diffucoder-s3", overrides=overrides, launcher="in-process",
-                 cluster=[], start_stage="curate", start_model="")
+                 cluster=[], job_image="", start_stage="curate", start_model="")
 
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "kfp"))
     pipeline(uri=f"{store_root}/runs/t1/curated", root=store_root)

@@ -23,6 +23,7 @@ def rl(
     overrides: list,
     launcher: str,
     cluster: list,
+    job_image: str,
     rl_model: dsl.Output[dsl.Model],
     metrics: dsl.Output[dsl.Metrics],
     report: dsl.Output[dsl.Markdown],
@@ -42,12 +43,15 @@ def rl(
         overrides: ``key.sub=value`` recipe overrides, e.g. ``["train.steps=8", "objective.beta=0"]``.
         launcher: ``in-process`` (train in this step's pod), ``trainjob`` or ``pytorchjob``.
         cluster: ``key.sub=value`` overrides of ``configs/<preset>/cluster.yaml`` for the job.
+        job_image: the image of the cluster job's pods (the placement step's ``job_image``: the
+            train image of the pipeline's registry); empty = the project's default.
     """
     from diffucoder.stage_io import publish, read_ref
     from diffucoder.stages.cluster import step_launcher
     from diffucoder.stages.rl import run_rl_stage
 
-    cluster_job = step_launcher(launcher, list(cluster), job.path, run_id=run_id, store_secret=store_secret)
+    cluster_job = step_launcher(launcher, list(cluster), job.path, run_id=run_id, store_secret=store_secret,
+                                image=job_image)
     out = run_rl_stage(preset=preset, model_uri=read_ref(model.path), tasks_uri=read_ref(tasks.path),
                        store_root=store_root, run_name=run_name or run_id, overrides=list(overrides),
                        launcher=cluster_job)

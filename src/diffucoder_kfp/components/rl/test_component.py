@@ -16,7 +16,7 @@ from tests.rl.rl_trainer_helpers import make_model_dir, make_suite
 def test_component_interface_is_typed():
     spec = rl.component_spec
     assert set(spec.inputs) == {"preset", "model", "tasks", "store_root", "run_name", "run_id",
-                                "store_secret", "overrides", "launcher", "cluster"}
+                                "store_secret", "overrides", "launcher", "cluster", "job_image"}
     assert spec.inputs["model"].type == "system.Model@0.0.1"
     assert spec.inputs["tasks"].type == "system.Dataset@0.0.1"
     assert {name: out.type for name, out in spec.outputs.items()} == {
@@ -48,7 +48,7 @@ def test_runs_on_the_local_runner(tmp_path, monkeypatch):
         tasks = dataset_reference(uri=tasks_uri)
         rl(preset="tiny-cpu", model=model.outputs["artifact"], tasks=tasks.outputs["artifact"], store_root=root,
            run_name="t1", run_id="job-1", store_secret="diffucoder-s3", overrides=overrides,
-           launcher="in-process", cluster=[])
+           launcher="in-process", cluster=[], job_image="")
 
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "kfp"))
     pipeline(model_uri=f"{store_root}/runs/t1/sft", tasks_uri=f"{store_root}/runs/t1/tasks", root=store_root)

@@ -22,6 +22,7 @@ def sft(
     overrides: list,
     launcher: str,
     cluster: list,
+    job_image: str,
     start_stage: str,
     sft_model: dsl.Output[dsl.Model],
     tasks: dsl.Output[dsl.Dataset],
@@ -43,6 +44,8 @@ def sft(
             the trainer recipe.
         launcher: ``in-process`` (train in this step's pod), ``trainjob`` or ``pytorchjob``.
         cluster: ``key.sub=value`` overrides of ``configs/<preset>/cluster.yaml`` for the job.
+        job_image: the image of the cluster job's pods (the placement step's ``job_image``: the
+            train image of the pipeline's registry); empty = the project's default.
         start_stage: ``curate`` / ``sft`` train; ``rl`` only publishes the task suite and passes
             ``model`` on (a run that improves an existing instruct model).
     """
@@ -50,7 +53,8 @@ def sft(
     from diffucoder.stages.cluster import step_launcher
     from diffucoder.stages.sft import run_sft_stage
 
-    cluster_job = step_launcher(launcher, list(cluster), job.path, run_id=run_id, store_secret=store_secret)
+    cluster_job = step_launcher(launcher, list(cluster), job.path, run_id=run_id, store_secret=store_secret,
+                                image=job_image)
     out = run_sft_stage(preset=preset, model_uri=read_ref(model.path), store_root=store_root,
                         run_name=run_name or run_id, overrides=list(overrides), launcher=cluster_job,
                         start_stage=start_stage)

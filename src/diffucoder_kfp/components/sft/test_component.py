@@ -17,7 +17,7 @@ from tests.training.training_helpers import make_shards
 def test_component_interface_is_typed():
     spec = sft.component_spec
     assert set(spec.inputs) == {"preset", "model", "store_root", "run_name", "run_id", "store_secret",
-                                "overrides", "launcher", "cluster", "start_stage"}
+                                "overrides", "launcher", "cluster", "job_image", "start_stage"}
     assert spec.inputs["model"].type == "system.Model@0.0.1"
     assert {name: out.type for name, out in spec.outputs.items()} == {
         "sft_model": "system.Model@0.0.1", "tasks": "system.Dataset@0.0.1",
@@ -59,7 +59,7 @@ def test_runs_on_the_local_runner(tmp_path, monkeypatch):
         ref = model_reference(uri=uri)
         sft(preset="tiny-cpu", model=ref.outputs["artifact"], store_root=root, run_name="t1",
             run_id="job-1", store_secret="diffucoder-s3", overrides=overrides, launcher="in-process",
-            cluster=[], start_stage="curate")
+            cluster=[], job_image="", start_stage="curate")
 
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "kfp"))
     pipeline(uri=f"{store_root}/runs/t1/pretrain", root=store_root)

@@ -1,0 +1,3 @@
+from diffucoder_kfp.components.placement.component import placement
+
+__all__ = ["placement"]
