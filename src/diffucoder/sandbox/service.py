@@ -491,7 +491,7 @@ class _Handler(BaseHTTPRequestHandler):
         super().setup()
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - the base class's name
-        pass  # one line per request would drown the pod's log; /metrics counts responses
+        """Silent: one line per request would drown the pod's log; /metrics counts responses."""
 
     def _send(self, status: int, payload, content_type: str = "application/json",
               headers: dict | None = None, route: str = "") -> None:

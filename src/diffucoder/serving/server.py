@@ -23,6 +23,7 @@ uvicorn stops, letting responses finish writing. A second signal stops at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 import threading
@@ -111,10 +112,8 @@ class DiffucoderServer(kserve.ModelServer):
         self._to_loop(self._begin_activate)
 
     def _to_loop(self, callback, *args) -> None:
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop has closed: the server stopped while the model loaded
             self._loop.call_soon_threadsafe(callback, *args)
-        except RuntimeError:  # the loop has closed: the server stopped while the model loaded
-            pass
 
     def _begin_activate(self) -> None:
         self._activate_task = asyncio.ensure_future(self._activate())

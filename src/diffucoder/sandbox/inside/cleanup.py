@@ -103,9 +103,8 @@ def _kill_rounds(living, rounds: int) -> set:
         refused = False
         for pid in others:
             try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+                with contextlib.suppress(ProcessLookupError):   # gone already: as good as killed
+                    os.kill(pid, signal.SIGKILL)
             except PermissionError:   # not ours to kill (yet): listed again next round
                 refused = True
                 continue

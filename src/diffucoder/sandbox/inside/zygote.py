@@ -123,10 +123,9 @@ class Zygote:
         wire.read_into(0, program)
         start = time.monotonic()
         deadline = start + header["timeout_s"]
-        try:  # the candidate applies the limits, then runs the program
+        # the candidate applies the limits, then runs the program; if it died idle, the runner finds it gone
+        with contextlib.suppress(OSError):
             wire.send_frames(ctl_w, [wire.encode(header["limits"]), program])
-        except OSError:
-            pass  # it died idle: the runner will find it gone
         os.close(ctl_w)
         wire.wipe(program)
         plan = bytearray(header["plan_len"])
