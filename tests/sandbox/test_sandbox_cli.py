@@ -92,7 +92,11 @@ def test_serve_check_and_selfcheck_over_http(files, capsys):
 
 
 def test_serve_refuses_to_start_below_its_floor(capsys):
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, [])
     assert main(["sandbox", "serve", "--port", "0", "--isolation", "none"]) == 2
+    # the caller's signals are its own again: a blocked SIGTERM would be inherited by every process
+    # it starts later (servers that then never hear their SIGTERM)
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == blocked
     err = capsys.readouterr().err
     assert "refusing to run model-written code under 'rlimits-only'" in err
     assert "--min-isolation is 'auto'" in err and "--isolation=none forces it" in err

@@ -610,7 +610,14 @@ def serve(sandbox_config: SandboxConfig, config: ServiceConfig, stream=sys.stder
     # or read its memory or /proc/<pid>/environ. Stop signals are blocked in every thread and
     # taken here with their sender, so a job cannot stop the service (see stop_requested).
     prctl(PR_SET_DUMPABLE, 0)
-    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        return _serve_until_stopped(sandbox_config, config, stream)
+    finally:   # a caller in the same process (a test, an embedding) gets its signals back
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
+
+
+def _serve_until_stopped(sandbox_config: SandboxConfig, config: ServiceConfig, stream) -> int:
     service = SandboxService(sandbox_config, config).start()
     print(f"diffucoder sandbox service on {service.url} ({service.config.pool_size} workers, "
           f"isolation {service.isolation}, queue {config.queue})", file=stream, flush=True)
