@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import http.server
+import random
 import threading
 
 import pytest
@@ -153,3 +154,13 @@ def test_a_refused_connection_is_retried_then_reported(caplog):
             store.has_artifact("x")
     assert len([r for r in caplog.records if "retrying" in r.getMessage()]) == 2
     assert CREDS.secret_key not in caplog.text and CREDS.access_key not in caplog.text
+
+
+def test_retries_leave_the_global_random_stream_alone():
+    """A checkpoint records python's ``random`` state: retries of a flaky store must not move it."""
+    random.seed(7)
+    before = random.getstate()
+    policy = RetryPolicy(attempts=4, base_delay=0.01, sleep=lambda s: None)
+    fn, calls = _flaky([ConnectionRefusedError(), TimeoutError(), ServerError("busy", 503)])
+    assert policy.call(fn, "op") == "done" and len(calls) == 4
+    assert random.getstate() == before

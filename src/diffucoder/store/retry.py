@@ -5,7 +5,9 @@
 
 ``is_transient`` decides what is worth retrying: connection failures, timeouts, HTTP 5xx,
 429 and S3 throttling codes. Client errors (NoSuchKey, AccessDenied, bad signature, ...)
-are raised at once, since repeating them cannot help.
+are raised at once, since repeating them cannot help. The jitter comes from a stream of its
+own: a training checkpoint records python's process-wide ``random`` state, which must not
+depend on how many retries the network needed.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ THROTTLE_CODES = frozenset({
     "RequestTimeout", "InternalError", "ServiceUnavailable", "XMinioServerNotInitialized",
 })
 _CODE = re.compile(r"<Code>\s*([^<\s]+)\s*</Code>")
+_JITTER = random.Random()   # never the global stream (see above)
 
 
 def s3_status(exc: BaseException) -> tuple[int | None, str | None]:
@@ -72,7 +75,7 @@ class RetryPolicy:
             raise ValueError(f"attempts must be >= 1, got {self.attempts}")
 
     def delay(self, failures: int) -> float:
-        return random.uniform(0.0, min(self.max_delay, self.base_delay * 2 ** (failures - 1)))
+        return _JITTER.uniform(0.0, min(self.max_delay, self.base_delay * 2 ** (failures - 1)))
 
     def call(self, fn: Callable[[], T], what: str) -> T:
         """Run ``fn``; on a transient error wait and run it again, up to ``attempts`` times."""
