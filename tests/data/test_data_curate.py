@@ -13,10 +13,11 @@ def store_uri(tmp_path, name="curated"):
     return f"file://{tmp_path}/store/{name}"
 
 
-def test_curate_publishes_shards_report_and_counts(corpus, tmp_path):
+@pytest.mark.parametrize("engine", ["datatrove", "builtin"])
+def test_curate_publishes_shards_report_and_counts(corpus, tmp_path, engine):
     (corpus / "planted").mkdir()
     (corpus / "planted" / "solution.py").write_text(planted_humaneval("HumanEval/2"))
-    cfg = small_config(tmp_path, [str(corpus)])
+    cfg = small_config(tmp_path, [str(corpus)], f"engine={engine}")
     result = run_curate(cfg, store_uri(tmp_path), progress=False)
     stats = result.stats
 
@@ -57,11 +58,13 @@ def test_curate_publishes_shards_report_and_counts(corpus, tmp_path):
     assert int(shards.train[:].max()) < shards.vocab_size
 
 
-def test_parallel_workers_give_the_same_result(corpus, tmp_path):
-    inline = run_curate(small_config(tmp_path, [str(corpus)]), store_uri(tmp_path, "a"),
-                        progress=False)
-    pooled = run_curate(small_config(tmp_path, [str(corpus)], "workers=2"),
-                        store_uri(tmp_path, "b"), progress=False)
+@pytest.mark.parametrize("engine", ["datatrove", "builtin"])
+def test_parallel_workers_give_the_same_result(corpus, tmp_path, engine):
+    # the datatrove engine's output depends on the number of tasks, never on the workers
+    inline = run_curate(small_config(tmp_path, [str(corpus)], f"engine={engine}", "tasks=2"),
+                        store_uri(tmp_path, "a"), progress=False)
+    pooled = run_curate(small_config(tmp_path, [str(corpus)], f"engine={engine}", "tasks=2",
+                                     "workers=2"), store_uri(tmp_path, "b"), progress=False)
     assert inline.stats["removed"] == pooled.stats["removed"]
     assert inline.metadata["train_rows"] == pooled.metadata["train_rows"]
     a = TokenShards.open(inline.uri, cache_dir=tmp_path / "c")

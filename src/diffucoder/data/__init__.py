@@ -10,7 +10,8 @@
     shards = TokenShards.open(result.uri)                         # the trainer's side
     shards.train[0], shards.seq_len, shards.mask_id
 
-Modules: ``config`` (the recipe), ``sources`` (reading), ``filters``, ``dedup``,
+Modules: ``config`` (the recipe), ``sources`` (reading), ``filters``, ``dedup``, ``trove``
+(the datatrove engine: stages, blocks, task slices),
 ``decontam``, ``tokenizer``, ``shards`` (format + reader), ``select``/``pack``
 (the passes), ``curate`` (``run_curate``), ``report``, ``cli`` (``diffucoder curate``).
 Names are imported lazily, so ``TokenShards`` does not pull in datasketch or matplotlib.

@@ -4,6 +4,13 @@
     diffucoder curate --config configs/tiny-cpu/curate.yaml --output s3://bucket/runs/r1/curated \\
         input.paths='[/data/corpus]' dedup.jaccard_threshold=0.8
     diffucoder curate --config configs/tiny-cpu/curate.yaml --print-config
+    diffucoder curate --config configs/7b-gpu/curate.yaml --print-plan     # stages and tasks
+
+One pod's slice of a run spread over a cluster (datatrove engine; every task of a stage
+finishes before the next stage starts; the --workdir is shared), then the publishing step:
+
+    diffucoder curate --config R --workdir /shared/w --stage select --task-rank 7
+    diffucoder curate --config R --workdir /shared/w --stage publish --output s3://b/runs/r1/c
 
 Trailing ``key.sub=value`` arguments override the recipe (values are YAML).
 """
@@ -55,6 +62,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     parser.add_argument("--print-config", action="store_true",
                         help="print the resolved recipe as YAML and exit")
+    parser.add_argument("--print-plan", action="store_true",
+                        help="print the datatrove stages and their task counts, then exit")
+    parser.add_argument("--stage", metavar="NAME",
+                        help="run one stage's task (with --task-rank) or 'publish' (add up, "
+                             "tokenize, pack and publish the finished stages); needs --workdir")
+    parser.add_argument("--task-rank", type=int, metavar="I",
+                        help="which task of --stage to run (0-based)")
     parser.add_argument("overrides", nargs="*", metavar="key.sub=value",
                         help="recipe overrides, e.g. pack.seq_len=256 languages='[python]'")
 
@@ -64,13 +78,29 @@ def main(args: argparse.Namespace) -> int:
     if args.print_config:
         print(dump_yaml(cfg), end="")
         return 0
+    # Lazy on purpose: the curation pulls in datatrove, datasketch and transformers (with
+    # torch), which `diffucoder curate --help` and --print-config must not load.
+    from diffucoder.data.analyze import default_workers
+    from diffucoder.data.curate import run_curate, run_curate_task
+    from diffucoder.data.trove import stage_plan
+
+    if args.print_plan:
+        for stage, tasks in stage_plan(cfg, default_workers(cfg.workers)):
+            print(f"{stage}: {tasks} task(s)")
+        print("publish: 1 task")
+        return 0
+    if args.stage and not args.workdir:
+        raise DiffucoderError("--stage needs --workdir (the directory every task shares)")
+    if args.stage and args.stage != "publish":
+        if args.task_rank is None:
+            raise DiffucoderError(f"--stage {args.stage} needs --task-rank I")
+        run_curate_task(cfg, args.workdir, args.stage, args.task_rank)
+        print(f"finished task {args.task_rank} of stage {args.stage} in {args.workdir}")
+        return 0
     if not args.output:
         raise DiffucoderError("--output URI is required (where to publish the curated shards)")
-    # Lazy on purpose: the curation pulls in datasketch and transformers (with torch), which
-    # `diffucoder curate --help` and --print-config must not load.
-    from diffucoder.data.curate import run_curate
-
-    result = run_curate(cfg, args.output, workdir=args.workdir, progress=not args.no_progress)
+    result = run_curate(cfg, args.output, workdir=args.workdir, progress=not args.no_progress,
+                        run_stages=args.stage != "publish")
     m = result.metrics
     print(f"published {result.uri}")
     print(f"  documents: {int(m['docs_read']):,} read, {int(m['docs_kept']):,} kept; "

@@ -72,6 +72,10 @@ class DedupConfig:
                                             "near-duplicates")
     shingle_size: int = setting(5, min=1, max=32, help="tokens per shingle")
     seed: int = setting(1, min=0, help="MinHash permutation seed")
+    verify: bool = setting(True, help="datatrove engine: check each LSH candidate pair's "
+                                      "estimated Jaccard and drop a file only when it is close "
+                                      "to an earlier kept one (false: datatrove's unchecked, "
+                                      "transitive clusters)")
 
 
 @dataclass
@@ -128,6 +132,13 @@ class CurateConfig:
     report: ReportConfig = field(default_factory=ReportConfig)
     workers: int = setting(0, min=0, max=512,
                            help="processes for filters/MinHash (0 = one per core)")
+    engine: Literal["datatrove", "builtin"] = setting(
+        "datatrove", help="datatrove: filters and decontamination as datatrove blocks, its "
+                          "multi-stage MinHash and exact dedup, global across all input files; "
+                          "builtin: the in-process pass (one MinHash index in memory)")
+    tasks: int = setting(0, min=0, max=100_000,
+                         help="datatrove engine: tasks each per-document stage is split into, "
+                              "input files shared out by task (0 = one per worker)")
 
     def validate(self) -> None:
         if not self.input.paths:

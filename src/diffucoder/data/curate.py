@@ -29,10 +29,15 @@ from diffucoder.config import to_dict
 from diffucoder.data import report
 from diffucoder.data.analyze import default_workers
 from diffucoder.data.config import CurateConfig
-from diffucoder.data.pack import pack_corpus, train_tokenizer
+from diffucoder.data.decontam import build_index
+from diffucoder.data.pack import build_tokenizer, pack_corpus, train_tokenizer
 from diffucoder.data.remote import localize_inputs
 from diffucoder.data.select import Selection, select_documents
 from diffucoder.data.shards import FORMAT, VERSION
+from diffucoder.data.trove import missing_tasks
+from diffucoder.data.trove import run_stages as run_trove_stages
+from diffucoder.data.trove import run_task as run_trove_task
+from diffucoder.data.trove_select import TroveSelection
 from diffucoder.errors import DiffucoderError
 from diffucoder.store import resolve
 
@@ -51,9 +56,15 @@ class CurateResult:
 
 
 def run_curate(cfg: CurateConfig, output_uri: str, workdir: str | None = None,
-               progress: bool = True) -> CurateResult:
-    """Curate ``cfg.input.paths`` and publish the artifact at ``output_uri`` (a store URI)."""
+               progress: bool = True, run_stages: bool = True) -> CurateResult:
+    """Curate ``cfg.input.paths`` and publish the artifact at ``output_uri`` (a store URI).
+
+    ``run_stages=False`` (datatrove engine, with ``workdir``): the stages have already run
+    task by task (``run_curate_task``); only add up, tokenize, pack and publish."""
     cfg.validate()
+    if not run_stages and (cfg.engine != "datatrove" or workdir is None):
+        raise DiffucoderError("publishing stages run task by task needs engine=datatrove and "
+                              "the --workdir the tasks used")
     store, name = resolve(output_uri)       # a bad output URI fails before any work
     own_work = workdir is None
     work = Path(workdir or tempfile.mkdtemp(prefix="diffucoder-curate-")).absolute()
@@ -65,12 +76,27 @@ def run_curate(cfg: CurateConfig, output_uri: str, workdir: str | None = None,
         started = time.perf_counter()
         roots = localize_inputs(cfg.input.paths, work / "inputs")
         workers = default_workers(cfg.workers)
-        sel = select_documents(cfg, roots, workers, progress)
-        _check_not_empty(sel)
-        t_select = time.perf_counter()
-        tok, tok_stats = train_tokenizer(cfg, roots, sel, artifact, work, progress)
-        t_tok = time.perf_counter()
-        packed = pack_corpus(cfg, roots, sel, tok, tok_stats, artifact, progress)
+        if cfg.engine == "builtin":
+            sel = select_documents(cfg, roots, workers, progress)
+            _check_not_empty(sel)
+            t_select = time.perf_counter()
+            tok, tok_stats = train_tokenizer(cfg, roots, sel, artifact, work, progress)
+            t_tok = time.perf_counter()
+            packed = pack_corpus(cfg, roots, sel, tok, tok_stats, artifact, progress)
+        else:
+            trove = work / "trove"
+            if run_stages:
+                shutil.rmtree(trove, ignore_errors=True)   # a whole run starts afresh
+                build_index(cfg.decontam)                   # bad benchmark files fail here
+                run_trove_stages(cfg, roots, trove, workers)
+            else:
+                _check_stages_done(cfg, trove, workers)
+            sel = TroveSelection.load(cfg, trove)
+            _check_not_empty(sel)
+            t_select = time.perf_counter()
+            tok, tok_stats = build_tokenizer(cfg, sel.bpe_sample(), artifact, work, progress)
+            t_tok = time.perf_counter()
+            packed = sel.pack(tok, tok_stats, artifact, progress)
         t_pack = time.perf_counter()
         stats = _stats(cfg, store.uri(name), roots, sel, tok_stats, packed, workers)
         stats["timings"] = {"select_s": t_select - started, "tokenizer_s": t_tok - t_select,
@@ -91,8 +117,36 @@ def run_curate(cfg: CurateConfig, output_uri: str, workdir: str | None = None,
         return result
     finally:
         if own_work:
-            for sub in ("artifact", "inputs", "scratch") if ok else ("",):
+            for sub in ("artifact", "inputs", "scratch", "trove") if ok else ("",):
                 shutil.rmtree(work / sub if sub else work, ignore_errors=True)
+
+
+def run_curate_task(cfg: CurateConfig, workdir: str, stage: str, rank: int) -> None:
+    """Run task ``rank`` of one datatrove stage in ``workdir`` (one pod's slice of the run).
+    Stages must run in order (``trove.stage_plan``); then ``run_curate(..., workdir,
+    run_stages=False)`` publishes."""
+    cfg.validate()
+    if cfg.engine != "datatrove":
+        raise DiffucoderError("'engine': task slices need engine=datatrove")
+    _check_fixed_tasks(cfg)
+    work = Path(workdir).absolute()
+    roots = localize_inputs(cfg.input.paths, work / "inputs")
+    run_trove_task(cfg, roots, work / "trove", stage, rank, default_workers(cfg.workers))
+
+
+def _check_fixed_tasks(cfg: CurateConfig) -> None:
+    if cfg.tasks == 0:
+        raise DiffucoderError("'tasks': give a fixed number of tasks when stages run task by "
+                              "task (0 means one per worker, which differs between machines)")
+
+
+def _check_stages_done(cfg: CurateConfig, trove: Path, workers: int) -> None:
+    _check_fixed_tasks(cfg)
+    missing = missing_tasks(cfg, trove, workers)
+    if missing:
+        listed = "; ".join(f"{stage}: ranks {ranks}" for stage, ranks in missing.items())
+        raise DiffucoderError(f"curation tasks have not all finished in {trove} ({listed}); "
+                              "run them first (diffucoder curate --stage NAME --task-rank I)")
 
 
 def _check_not_empty(sel: Selection) -> None:
@@ -110,7 +164,7 @@ def _stats(cfg: CurateConfig, uri: str, roots: list[Path], sel: Selection,
            tok_stats: dict[str, Any], packed, workers: int) -> dict[str, Any]:
     return {
         "output_uri": uri, "inputs": [str(r) for r in roots], "config": to_dict(cfg),
-        "read": sel.read_stats(), "removed": sel.removed_by_stage("count"),
+        "engine": cfg.engine, "read": sel.read_stats(), "removed": sel.removed_by_stage("count"),
         "removed_bytes": sel.removed_by_stage("bytes"),
         "kept": {"documents": sel.kept_documents, "bytes": sel.kept_bytes},
         "near_dedup": {**sel.near_stats(cfg.dedup), "examples": packed.examples},

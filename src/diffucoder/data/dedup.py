@@ -10,15 +10,15 @@ and a document whose estimated Jaccard with an already kept one is at least the
 threshold is dropped (LSH candidates are re-checked against the signatures, which
 removes the banding's false positives).
 
-Why datasketch (2.0.0) and not rensa or datatrove: datasketch is the long-standing,
-widely used library (MinHash + ``MinHashLSH`` with bands/rows chosen for the
-threshold), pure Python + numpy, already a dependency. rensa (Rust) hashes faster,
-but on the Python standard library (31.5 MB, 4.1 M shingles, 128 permutations, one
-core) the whole near-dedup path measured 2.3 s with datasketch (token CRC 0.8 s +
-shingle hashing 0.5 s + signatures 1.0 s) against 1.25 s with rensa including its
-shingle-string building: regex tokenization (1.3 s) dominates either way, so the
-extra dependency buys little. datatrove's MinHash is a multi-stage, disk-backed
-pipeline framework meant for cluster jobs: too heavy for one stage of this DAG.
+Why datasketch (2.0.0) and not rensa: datasketch is the long-standing, widely used library
+(MinHash + ``MinHashLSH`` with bands/rows chosen for the threshold), pure Python + numpy.
+rensa (Rust) hashes faster, but on the Python standard library (31.5 MB, 4.1 M shingles,
+128 permutations, one core) the whole near-dedup path measured 2.3 s with datasketch (token
+CRC 0.8 s + shingle hashing 0.5 s + signatures 1.0 s) against 1.25 s with rensa including
+its shingle-string building: regex tokenization (1.3 s) dominates either way. This index is
+the ``builtin`` engine's; the default ``datatrove`` engine (``trove``) spreads the same
+signatures (``MinHasher``) over datatrove's multi-stage, disk-backed MinHash so that the
+dedup is global across every input part.
 Shingles are hashed here with numpy (``shingles.ngram_hashes``) and handed to
 datasketch as 32-bit values, which skips its per-shingle SHA-1.
 """
@@ -58,11 +58,16 @@ class MinHasher:
 
     def signature(self, token_hashes: np.ndarray) -> np.ndarray | None:
         """uint32 hash values, or None for a text without tokens."""
-        if len(token_hashes) == 0:
-            return None
-        size = min(self.shingle_size, len(token_hashes))  # short texts: one shingle
-        shingles = np.unique((ngram_hashes(token_hashes, size) >> np.uint64(32))
-                             .astype(np.uint32))
+        shingles = self.shingles(token_hashes)
+        return self.shingle_signature(shingles) if len(shingles) else None
+
+    def shingles(self, token_hashes: np.ndarray) -> np.ndarray:
+        """The distinct 32-bit shingle hashes of a text (none without tokens)."""
+        size = max(1, min(self.shingle_size, len(token_hashes)))  # short texts: one shingle
+        return np.unique((ngram_hashes(token_hashes, size) >> np.uint64(32)).astype(np.uint32))
+
+    def shingle_signature(self, shingles: np.ndarray) -> np.ndarray:
+        """uint32 hash values of a non-empty set of 32-bit shingle hashes."""
         sketch = MinHash(num_perm=self.num_perm, seed=self.seed, hashfunc=int,
                          permutations=self._permutations, scheme=SCHEME)
         sketch.update_batch(shingles)

@@ -4,6 +4,11 @@
     packed = pack_corpus(cfg, roots, selection, tok, tok_stats, artifact_dir)
     packed.summary["train"]["rows"], packed.examples   # near-duplicate pairs with true Jaccard
 
+    # any source of kept documents (the datatrove engine's kept/ files):
+    tok, tok_stats = build_tokenizer(cfg, sample_texts, artifact_dir, work_dir)
+    summary, tokens = write_shards(cfg, [(text, is_val, n_bytes), ...], total_bytes, tok,
+                                   tok_stats, artifact_dir)
+
 Both passes re-read the inputs and take the documents pass 1 kept, checking each
 one's content hash against pass 1 (inputs that change meanwhile are an error, not a
 silently different corpus). The train/validation split is by document, from a
@@ -13,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,21 +63,29 @@ def _documents(cfg: CurateConfig, roots: list[Path], sel: Selection) -> Iterator
         yield doc
 
 
-def train_tokenizer(cfg: CurateConfig, roots: list[Path], sel: Selection, artifact: Path,
-                    work: Path, progress: bool = False):
+def bpe_sample_share(cfg: CurateConfig, kept_bytes: int) -> float:
+    """Share of the kept documents the BPE trains on (``tokenizer.train_sample_bytes``)."""
+    return min(1.0, cfg.tokenizer.train_sample_bytes / max(1, kept_bytes))
+
+
+def in_bpe_sample(key: bytes, share: float, seed: int) -> bool:
+    """Whether the document with content hash ``key`` is in the BPE sample (order-free)."""
+    return _unit(key, seed, b"bpe") < share
+
+
+def build_tokenizer(cfg: CurateConfig, sample: Iterator[str], artifact: Path, work: Path,
+                    progress: bool = False):
+    """Train the BPE on ``sample`` (``train_bpe``) or load the pretrained one; save it under
+    ``artifact/tokenizer`` with the special tokens the trainer reads."""
     tc = cfg.tokenizer
     trained_on = 0
     if tc.kind == "train_bpe":
-        share = min(1.0, tc.train_sample_bytes / max(1, sel.kept_bytes))
-
-        def sample() -> Iterator[str]:
+        def counted() -> Iterator[str]:
             nonlocal trained_on
-            for doc in _documents(cfg, roots, sel):
-                if sel.is_kept(doc.doc_id) and \
-                        _unit(sel.keys[doc.doc_id], cfg.pack.seed, b"bpe") < share:
-                    trained_on += sel.sizes[doc.doc_id]
-                    yield doc.text
-        tok = train_bpe(sample(), tc.vocab_size, tc.min_frequency, progress=progress)
+            for text in sample:
+                trained_on += len(text.encode("utf-8"))
+                yield text
+        tok = train_bpe(counted(), tc.vocab_size, tc.min_frequency, progress=progress)
         if trained_on == 0:
             raise DiffucoderError("'tokenizer.train_sample_bytes': the BPE sample is empty")
     else:
@@ -86,46 +99,47 @@ def train_tokenizer(cfg: CurateConfig, roots: list[Path], sel: Selection, artifa
     return tok, stats
 
 
-def _split_plan(sel: Selection, fraction: float, seed: int) -> set[int]:
-    """doc_ids of the validation documents; at least one when ``fraction`` > 0."""
-    kept = [i for i in range(len(sel.status)) if sel.is_kept(i)]
-    draws = {i: _unit(sel.keys[i], seed, b"val") for i in kept}
+def train_tokenizer(cfg: CurateConfig, roots: list[Path], sel: Selection, artifact: Path,
+                    work: Path, progress: bool = False):
+    share = bpe_sample_share(cfg, sel.kept_bytes)
+    sample = (doc.text for doc in _documents(cfg, roots, sel)
+              if sel.is_kept(doc.doc_id) and in_bpe_sample(sel.keys[doc.doc_id], share,
+                                                            cfg.pack.seed))
+    return build_tokenizer(cfg, sample, artifact, work, progress)
+
+
+def validation_set(keys: dict[Hashable, bytes], fraction: float, seed: int) -> set[Hashable]:
+    """Which kept documents (by any id -> content hash) go to validation; at least one when
+    ``fraction`` > 0 and there are two or more documents."""
+    draws = {i: _unit(key, seed, b"val") for i, key in keys.items()}
     val = {i for i, u in draws.items() if u < fraction}
-    if fraction > 0 and not val and len(kept) > 1:
+    if fraction > 0 and not val and len(keys) > 1:
         val = {min(draws, key=draws.get)}
     return val
 
 
-def pack_corpus(cfg: CurateConfig, roots: list[Path], sel: Selection, tok,
-                tok_stats: dict[str, Any], artifact: Path, progress: bool = False) -> Packed:
+def write_shards(cfg: CurateConfig, docs: Iterable[tuple[str, bool, int]], total_bytes: int,
+                 tok, tok_stats: dict[str, Any], artifact: Path,
+                 progress: bool = False) -> tuple[dict[str, Any], np.ndarray]:
+    """Tokenize ``(text, is_validation, n_bytes)`` documents in order into the train/val
+    shards and ``shards.json``; the summary and each document's token count."""
     pc = cfg.pack
     vocab = tok_stats["vocab_size"]
     dtype, eos = token_dtype(vocab), tok_stats["special_tokens"]["eos"]
     writers = {split: ShardWriter(artifact / split, pc.seq_len, dtype, pc.shard_tokens, eos)
                for split in ("train", "val")}
-    val_ids = _split_plan(sel, pc.val_fraction, pc.seed)
-    pairs = sel.example_pairs(cfg.report.max_pairs)
-    wanted = {i for a, b, _ in pairs for i in (a, b)}
-    texts: dict[int, str] = {}
     kept_tokens: list[int] = []
-
-    def kept_docs() -> Iterator[Document]:
-        for doc in _documents(cfg, roots, sel):
-            if doc.doc_id in wanted:
-                texts[doc.doc_id] = doc.text
-            if sel.is_kept(doc.doc_id):
-                yield doc
-
-    with tqdm(desc="curate: pack", total=sel.kept_bytes, unit="B", unit_scale=True,
+    with tqdm(desc="curate: pack", total=total_bytes, unit="B", unit_scale=True,
               disable=not progress) as bar:
-        for batch in batched(kept_docs(), ENCODE_BATCH):
-            for doc, ids in zip(batch, encode_texts(tok, [d.text for d in batch])):
+        for batch in batched(docs, ENCODE_BATCH):
+            for (_text, is_val, n_bytes), ids in zip(
+                    batch, encode_texts(tok, [d[0] for d in batch])):
                 if max(ids, default=0) >= vocab:
                     raise DiffucoderError(f"tokenizer produced id {max(ids)} >= its "
                                           f"vocabulary size {vocab}")
-                writers["val" if doc.doc_id in val_ids else "train"].add_document(ids)
+                writers["val" if is_val else "train"].add_document(ids)
                 kept_tokens.append(len(ids))
-                bar.update(sel.sizes[doc.doc_id])
+                bar.update(n_bytes)
     splits = {name: w.close() for name, w in writers.items()}
     _check_rows(splits, pc.val_fraction, pc.seq_len)
     write_index(artifact, pc.seq_len, dtype, vocab, tok_stats["special_tokens"], tok_stats["id"],
@@ -134,12 +148,37 @@ def pack_corpus(cfg: CurateConfig, roots: list[Path], sel: Selection, tok,
     for name, split in splits.items():
         summary[name] = {k: v for k, v in split.items() if k != "shards"}
         summary[name]["shard_count"] = len(split["shards"])
-    shingle = cfg.dedup.shingle_size
-    examples = [{"kept": sel.paths[a], "dropped": sel.paths[b], "estimated_jaccard": est,
-                 "true_jaccard": jaccard(shingle_set(texts[a], shingle),
-                                         shingle_set(texts[b], shingle))}
-                for a, b, est in pairs]
-    return Packed(summary, np.asarray(kept_tokens, dtype=np.int64), examples)
+    return summary, np.asarray(kept_tokens, dtype=np.int64)
+
+
+def pack_corpus(cfg: CurateConfig, roots: list[Path], sel: Selection, tok,
+                tok_stats: dict[str, Any], artifact: Path, progress: bool = False) -> Packed:
+    kept = {i: sel.keys[i] for i in range(len(sel.status)) if sel.is_kept(i)}
+    val_ids = validation_set(kept, cfg.pack.val_fraction, cfg.pack.seed)
+    pairs = sel.example_pairs(cfg.report.max_pairs)
+    wanted = {i for a, b, _ in pairs for i in (a, b)}
+    texts: dict[int, str] = {}
+
+    def kept_docs() -> Iterator[tuple[str, bool, int]]:
+        for doc in _documents(cfg, roots, sel):
+            if doc.doc_id in wanted:
+                texts[doc.doc_id] = doc.text
+            if sel.is_kept(doc.doc_id):
+                yield doc.text, doc.doc_id in val_ids, sel.sizes[doc.doc_id]
+
+    summary, kept_tokens = write_shards(cfg, kept_docs(), sel.kept_bytes, tok, tok_stats,
+                                        artifact, progress)
+    examples = [pair_example(sel.paths[a], texts[a], sel.paths[b], texts[b], est,
+                             cfg.dedup.shingle_size) for a, b, est in pairs]
+    return Packed(summary, kept_tokens, examples)
+
+
+def pair_example(kept_path: str, kept_text: str, dropped_path: str, dropped_text: str,
+                 estimate: float, shingle_size: int) -> dict[str, Any]:
+    """A near-duplicate pair for the report, with the exact Jaccard of its shingle sets."""
+    return {"kept": kept_path, "dropped": dropped_path, "estimated_jaccard": estimate,
+            "true_jaccard": jaccard(shingle_set(kept_text, shingle_size),
+                                    shingle_set(dropped_text, shingle_size))}
 
 
 def _check_rows(splits: dict[str, dict[str, Any]], val_fraction: float, seq_len: int) -> None:

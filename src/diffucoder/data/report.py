@@ -93,6 +93,11 @@ def _near_dup_section(near: dict[str, Any]) -> list[str]:
             f"{near['rows']} rows, {near['shingle_size']}-token shingles, Jaccard threshold "
             f"{near['threshold']}. {near['pairs']:,} documents dropped in {near['clusters']:,} "
             f"clusters (largest: {near['largest_cluster']}).", ""]
+    if "checked_pairs" in near:
+        out += [f"Engine: datatrove ({near.get('candidate_pairs', '-')} LSH candidate pairs). "
+                f"Exact-Jaccard check: {near['below_threshold']} of {near['checked_pairs']} "
+                "removed files are below the threshold against the kept file they matched "
+                "(the MinHash estimate is a sample; the check measures its misses).", ""]
     if near["examples"]:
         out += ["Examples (the kept representative, the dropped file, MinHash estimate, "
                 "exact Jaccard of their shingle sets):", ""]

@@ -65,15 +65,19 @@ class Selection:
                 self.near.check_and_add(info.doc_id, res.signature) is not None:
             status = NEAR_DUP
         self.keys.append(res.key)
+        self.tally(status, res.n_bytes, info.path)
+
+    def tally(self, status: str, n_bytes: int, path: str) -> None:
+        """Count one document's outcome (``KEPT`` or the reason it was removed)."""
         self.status.append(status)
-        self.sizes.append(res.n_bytes)
-        self.paths.append(info.path)
+        self.sizes.append(n_bytes)
+        self.paths.append(path)
         if status == KEPT:
             self.kept_documents += 1
-            self.kept_bytes += res.n_bytes
+            self.kept_bytes += n_bytes
         else:
             self.removed[status] += 1
-            self.removed_bytes[status] += res.n_bytes
+            self.removed_bytes[status] += n_bytes
 
     @property
     def read_documents(self) -> int:

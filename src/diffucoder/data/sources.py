@@ -44,8 +44,8 @@ class Document:
     license: str | None = None
 
 
-class _Reader:
-    """Shared state of one pass: limits, selection and the skip counter."""
+class SourceReader:
+    """Shared state of one pass (or one task's slice): limits, selection and the skip counter."""
 
     def __init__(self, cfg: InputConfig, languages: set[str] | None, skips: Counter,
                  max_file_bytes: int | None):
@@ -93,8 +93,13 @@ def _excluded(rel: str, patterns: list[str]) -> bool:
     return any(fnmatch.fnmatchcase(slashed, p) or fnmatch.fnmatchcase(rel, p) for p in patterns)
 
 
-def _walk_tree(root: Path, reader: _Reader) -> Iterator[Document]:
-    cfg, skips = reader.cfg, reader.skips
+@dataclass(frozen=True)
+class InputFile:
+    path: Path
+    shown: str       # the name reports use: the input directory's name + the relative path
+
+
+def _walk_files(root: Path, cfg: InputConfig, skips: Counter) -> Iterator[InputFile]:
     for dirpath, dirnames, filenames in os.walk(root, onerror=lambda _e: skips.update(
             ["unreadable"])):
         rel_dir = os.path.relpath(dirpath, root).replace(os.sep, "/")
@@ -111,21 +116,35 @@ def _walk_tree(root: Path, reader: _Reader) -> Iterator[Document]:
             if _excluded(rel, cfg.exclude):
                 skips["excluded"] += 1
                 continue
-            if rel.endswith(RECORD_FILE_SUFFIXES):
-                yield from _read_record_file(Path(dirpath) / name, reader)
-                if reader.at_limit():
-                    return
-                continue
-            if not reader.selected(language_for_path(rel, cfg.extensions)):
-                continue
-            if reader.at_limit():
-                return
-            doc = _read_source_file(Path(dirpath) / name, f"{root.name}/{rel}", reader)
-            if doc is not None:
-                yield doc
+            yield InputFile(Path(dirpath) / name, f"{root.name}/{rel}")
 
 
-def _read_source_file(path: Path, shown: str, reader: _Reader) -> Document | None:
+def iter_input_files(roots: list[Path], cfg: InputConfig, skips: Counter) -> Iterator[InputFile]:
+    """Every input file in a fixed order (sorted walk of each directory; excluded paths are
+    counted in ``skips``). A JSONL/Parquet file is one entry however many records it holds."""
+    for root in roots:
+        if root.is_dir():
+            yield from _walk_files(root, cfg, skips)
+        else:
+            yield InputFile(root, root.name)
+
+
+def read_input_file(entry: InputFile, reader: SourceReader) -> Iterator[Document]:
+    """The documents of one input file: its records, or the file itself when its language is
+    selected (decided from the path, before reading)."""
+    if entry.path.name.endswith(RECORD_FILE_SUFFIXES):
+        yield from _read_record_file(entry.path, reader)
+        return
+    if not reader.selected(language_for_path(entry.shown, reader.cfg.extensions)):
+        return
+    if reader.at_limit():
+        return
+    doc = _read_source_file(entry.path, entry.shown, reader)
+    if doc is not None:
+        yield doc
+
+
+def _read_source_file(path: Path, shown: str, reader: SourceReader) -> Document | None:
     try:
         if reader.max_file_bytes is not None and path.stat().st_size > reader.max_file_bytes:
             reader.skips["max_file_bytes"] += 1  # not read at all; reported with the size filter
@@ -140,7 +159,7 @@ def _read_source_file(path: Path, shown: str, reader: _Reader) -> Document | Non
     return reader.make(shown, text, language_for_path(shown, reader.cfg.extensions), None)
 
 
-def _record_to_document(record: object, where: str, reader: _Reader) -> Document | None:
+def _record_to_document(record: object, where: str, reader: SourceReader) -> Document | None:
     if not isinstance(record, dict):
         reader.skips["malformed_record"] += 1
         return None
@@ -166,7 +185,7 @@ def _record_to_document(record: object, where: str, reader: _Reader) -> Document
     return reader.make(path, text, language, lic)
 
 
-def _read_jsonl(path: Path, reader: _Reader) -> Iterator[Document]:
+def _read_jsonl(path: Path, reader: SourceReader) -> Iterator[Document]:
     opener = gzip.open if path.name.endswith(".gz") else open
     try:
         with opener(path, "rb") as handle:
@@ -190,7 +209,7 @@ def _read_jsonl(path: Path, reader: _Reader) -> Iterator[Document]:
         reader.skips["unreadable"] += 1  # truncated gzip or I/O error: keep what was read
 
 
-def _read_parquet(path: Path, reader: _Reader) -> Iterator[Document]:
+def _read_parquet(path: Path, reader: SourceReader) -> Iterator[Document]:
     try:
         parquet = pq.ParquetFile(path)
         wanted = {reader.cfg.text_field, "language", "lang", *PATH_FIELDS, *LICENSE_FIELDS}
@@ -208,7 +227,7 @@ def _read_parquet(path: Path, reader: _Reader) -> Iterator[Document]:
         reader.skips["unreadable"] += 1
 
 
-def _read_record_file(path: Path, reader: _Reader) -> Iterator[Document]:
+def _read_record_file(path: Path, reader: SourceReader) -> Iterator[Document]:
     if path.name.endswith(".parquet"):
         return _read_parquet(path, reader)
     return _read_jsonl(path, reader)
@@ -221,19 +240,12 @@ def iter_documents(roots: list[Path], cfg: InputConfig, languages: set[str] | No
 
     ``state`` (optional) receives ``bytes_read`` and ``limit_reached`` when done.
     """
-    reader = _Reader(cfg, {normalize_language(x) for x in languages or ()}, skips,
-                     max_file_bytes)
-    for root in roots:
+    reader = SourceReader(cfg, {normalize_language(x) for x in languages or ()}, skips,
+                          max_file_bytes)
+    for entry in iter_input_files(roots, cfg, skips):
         if reader.at_limit():
             break
-        if root.is_dir():
-            yield from _walk_tree(root, reader)
-        elif root.name.endswith(RECORD_FILE_SUFFIXES):
-            yield from _read_record_file(root, reader)
-        elif reader.selected(language_for_path(root.name, cfg.extensions)):
-            doc = _read_source_file(root, root.name, reader)
-            if doc is not None:
-                yield doc
+        yield from read_input_file(entry, reader)
     if state is not None:
         state.update(bytes_read=reader.bytes_read, limit_reached=reader.limit_reached,
                      documents=reader.next_id)
