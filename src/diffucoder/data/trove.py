@@ -486,11 +486,20 @@ def stage_pipeline(cfg: CurateConfig, roots: list[Path], trove: Path,
     raise DiffucoderError(f"unknown curate stage {stage!r}; the stages are {', '.join(STAGES)}")
 
 
+class QuietLocalExecutor(LocalPipelineExecutor):
+    """datatrove's local executor whose tasks print only errors on the console (a curation prints its
+    own summary and report); every task's whole log stays in ``<trove>/logs/<stage>/logs/``."""
+
+    def _run_for_rank(self, rank: int, local_rank: int = 0, node_rank: int = -1):
+        # datatrove uses local_rank for nothing but the console level: != 0 means errors only
+        return super()._run_for_rank(rank, local_rank=1, node_rank=node_rank)
+
+
 def _executor(cfg: CurateConfig, roots: list[Path], trove: Path, stage: str, tasks: int,
               workers: int, **kwargs) -> LocalPipelineExecutor:
-    return LocalPipelineExecutor(stage_pipeline(cfg, roots, trove, stage), tasks=tasks,
-                                 workers=max(1, min(workers, tasks)),
-                                 logging_dir=str(trove / "logs" / stage), **kwargs)
+    return QuietLocalExecutor(stage_pipeline(cfg, roots, trove, stage), tasks=tasks,
+                              workers=max(1, min(workers, tasks)),
+                              logging_dir=str(trove / "logs" / stage), **kwargs)
 
 
 def run_stages(cfg: CurateConfig, roots: list[Path], trove: Path, workers: int) -> None:
