@@ -108,6 +108,11 @@ class Tally:
         self.notes.append(f"trial {trial}: {text}")
         print(f"    {self.target} trial {trial}: {text}", flush=True)
 
+    def diverged(self, trial: int, text: str) -> None:
+        """Count a divergence (a result unlike the reference, or a failure that is not a clear error)."""
+        self.divergences += 1
+        self.note(trial, text)
+
     def found_leftovers(self, trial: int, leftovers: list[str], label: str = "leftovers") -> None:
         """Count and note what a trial left behind (nothing when the list is empty)."""
         if leftovers:
@@ -611,8 +616,7 @@ def train_trial(c: Campaign, t: TrainTarget, trial: int, rng: random.Random, tal
             continue
         code = run.proc.returncode
         if code != 0:
-            tally.divergences += 1
-            tally.note(trial, f"a run failed on its own (exit {code}): "
+            tally.diverged(trial, f"a run failed on its own (exit {code}): "
                               f"{run.failure(run_dir / f'failed-run-{len(history) + 1}.log')}; after: "
                               + "; ".join(history))
             return
@@ -631,15 +635,13 @@ def train_trial(c: Campaign, t: TrainTarget, trial: int, rng: random.Random, tal
         history.append(f"rerun {attempt + 1} failed (exit {code}): "
                        f"{run.failure(run_dir / f'failed-rerun-{attempt + 1}.log')}")
     if code != 0:
-        tally.divergences += 1
-        tally.note(trial, "never recovered: " + "; ".join(history))
+        tally.diverged(trial, "never recovered: " + "; ".join(history))
         return
     if last_fault is not None:   # from the last kill to the finished run
         tally.recover_s.append(time.monotonic() - last_fault)
     diff = weight_difference(ref.weights, weights_of(run_dir / "work" / "model"))
     if diff is not None:
-        tally.divergences += 1
-        tally.note(trial, f"final weights differ by up to {diff:.3g}; " + "; ".join(history))
+        tally.diverged(trial, f"final weights differ by up to {diff:.3g}; " + "; ".join(history))
     elif a.verbose:
         tally.note(trial, "identical; " + "; ".join(history))
     final = latest_step(ckpt)
@@ -647,12 +649,10 @@ def train_trial(c: Campaign, t: TrainTarget, trial: int, rng: random.Random, tal
         history_before = len(history)
         bisect_check(c, t, ref, ckpt, final, run_dir, history)
         if len(history) > history_before:
-            tally.divergences += 1
-            tally.note(trial, f"the last checkpoint's state: {history[-1]}")
+            tally.diverged(trial, f"the last checkpoint's state: {history[-1]}")
     curve = metrics_difference(ref.metrics, metrics_of(run_dir / "work"))
     if curve is not None:
-        tally.divergences += 1
-        tally.note(trial, f"weights {'identical' if diff is None else 'differ'}, metrics log differs: {curve}")
+        tally.diverged(trial, f"weights {'identical' if diff is None else 'differ'}, metrics log differs: {curve}")
     leftovers = [f"process {p.pid} still running" for p in still_alive(killed_procs)]
     leftovers += [f"process {p.pid} ({' '.join(p.cmdline()[:4])})" for p in processes_mentioning(str(run_dir))]
     leftovers += local_debris(run_dir) + temp_leftovers(run_dir / "tmp")
@@ -663,8 +663,7 @@ def train_trial(c: Campaign, t: TrainTarget, trial: int, rng: random.Random, tal
             tally.gc_debris += len(unreferenced)
     after_gc = collect((run_dir / "out").as_uri(), "model")
     if after_gc:
-        tally.divergences += 1
-        tally.note(trial, "after the store's gc: " + "; ".join(after_gc[:4]))
+        tally.diverged(trial, "after the store's gc: " + "; ".join(after_gc[:4]))
     tally.found_leftovers(trial, leftovers)
     if not a.keep:
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -804,12 +803,10 @@ def s3_trial(c: Campaign, trial: int, rng: random.Random, tally: Tally) -> None:
         if code != 0:
             unclear = clear_error(run, "pretrain")
             if unclear:
-                tally.divergences += 1
-                tally.note(trial, f"not a clear error: {unclear}")
+                tally.diverged(trial, f"not a clear error: {unclear}")
         problems = visible_artifacts_whole(store)
         if problems:
-            tally.divergences += 1
-            tally.note(trial, "a partial artifact is visible: " + "; ".join(problems[:3]))
+            tally.diverged(trial, "a partial artifact is visible: " + "; ".join(problems[:3]))
         for attempt in range(3):
             if code == 0:
                 break
@@ -817,22 +814,19 @@ def s3_trial(c: Campaign, trial: int, rng: random.Random, tally: Tally) -> None:
             code = run.wait(timeout=max(600.0, 20 * ref.wall))
             history.append("a rerun " + ("completed" if code == 0 else f"failed: {run.stderr_tail(3)}"))
         if code != 0:
-            tally.divergences += 1
-            tally.note(trial, "never recovered: " + "; ".join(history))
+            tally.diverged(trial, "never recovered: " + "; ".join(history))
             return
         tally.recover_s.append(time.monotonic() - started)
     diff = weight_difference(ref.weights, weights_of(run_dir / "work" / "model"))
     if diff is not None:
-        tally.divergences += 1
-        tally.note(trial, f"final weights differ by up to {diff:.3g}; " + "; ".join(history))
+        tally.diverged(trial, f"final weights differ by up to {diff:.3g}; " + "; ".join(history))
     elif c.args.verbose:
         tally.note(trial, "identical; " + "; ".join(history))
     final, noted = latest_step(f"{store}/ckpt"), len(history)
     if final is not None:
         bisect_check(c, t, ref, f"{store}/ckpt", final, run_dir, history)
         if len(history) > noted:
-            tally.divergences += 1
-            tally.note(trial, f"the last checkpoint's state: {history[-1]}")
+            tally.diverged(trial, f"the last checkpoint's state: {history[-1]}")
     leftovers = local_debris(run_dir)
     left, unreferenced = store_debris(f"{store}/ckpt")
     leftovers += left + unreferenced
@@ -841,8 +835,7 @@ def s3_trial(c: Campaign, trial: int, rng: random.Random, tally: Tally) -> None:
     tally.gc_debris += len(unreferenced)
     after_gc = collect(f"{store}/out", "model")
     if after_gc:
-        tally.divergences += 1
-        tally.note(trial, "after the store's gc: " + "; ".join(after_gc[:4]))
+        tally.diverged(trial, "after the store's gc: " + "; ".join(after_gc[:4]))
     tally.found_leftovers(trial, leftovers)
     if not c.args.keep:
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -913,8 +906,7 @@ def rerun_after_freeing(disk, run, code: int, argv, env, timeout: float, tally, 
         run = Launched(argv, env)
         code = run.wait(timeout=timeout)
     if code != 0:
-        tally.divergences += 1
-        tally.note(trial, "no rerun completed after space was freed: " + run.stderr_tail(4))
+        tally.diverged(trial, "no rerun completed after space was freed: " + run.stderr_tail(4))
         return False
     tally.recover_s.append(time.monotonic() - started)
     return True
@@ -951,19 +943,16 @@ def disk_checkpoint_trial(c: Campaign, trial: int, rng: random.Random, tally: Ta
             if code != 0:
                 unclear = clear_error(run, "pretrain")
                 if unclear:
-                    tally.divergences += 1
-                    tally.note(trial, f"not a clear error: {unclear}")
+                    tally.diverged(trial, f"not a clear error: {unclear}")
                 problems = visible_artifacts_whole(disk.path.as_uri())
                 half = [str(p) for p in (disk.path / "work").rglob("*") if "checkpoint-staging" in str(p)]
                 if problems or half:
-                    tally.divergences += 1
-                    tally.note(trial, "half-written: " + "; ".join((problems + half)[:4]))
+                    tally.diverged(trial, "half-written: " + "; ".join((problems + half)[:4]))
             if not rerun_after_freeing(disk, run, code, argv, env, max(600.0, 20 * ref.wall), tally, trial):
                 return
         diff = weight_difference(ref.weights, weights_of(disk.path / "work" / "model"))
         if diff is not None:
-            tally.divergences += 1
-            tally.note(trial, f"final weights differ by up to {diff:.3g}; " + "; ".join(history))
+            tally.diverged(trial, f"final weights differ by up to {diff:.3g}; " + "; ".join(history))
         elif c.args.verbose:
             tally.note(trial, "identical; " + "; ".join(history))
         leftovers = local_debris(run_dir) + [t for t in temp_leftovers(disk.path)
@@ -1018,8 +1007,7 @@ def compare_curated(c: Campaign, uri: str, trial: int, tally: Tally, history: li
     got = curated_files(uri)
     differ = sorted(k for k in set(expected) | set(got) if expected.get(k) != got.get(k))
     if differ:
-        tally.divergences += 1
-        tally.note(trial, f"the published artifact differs in {differ[:5]}; " + "; ".join(history))
+        tally.diverged(trial, f"the published artifact differs in {differ[:5]}; " + "; ".join(history))
     elif c.args.verbose:
         tally.note(trial, "the same artifact; " + "; ".join(history))
 
@@ -1049,8 +1037,7 @@ def curate_kill_trial(c: Campaign, trial: int, rng: random.Random, tally: Tally)
             history.append(f"killed at {at:.1f} s")
             problems = visible_artifacts_whole((run_dir / "store").as_uri())
             if problems:
-                tally.divergences += 1
-                tally.note(trial, "a partial artifact is visible: " + "; ".join(problems[:3]))
+                tally.diverged(trial, "a partial artifact is visible: " + "; ".join(problems[:3]))
     started, code = time.monotonic(), 0
     for _ in range(0 if finished else 3):
         run = Launched(argv, env)
@@ -1058,8 +1045,7 @@ def curate_kill_trial(c: Campaign, trial: int, rng: random.Random, tally: Tally)
         if code == 0:
             break
     if code != 0:
-        tally.divergences += 1
-        tally.note(trial, "never recovered: " + run.stderr_tail(4))
+        tally.diverged(trial, "never recovered: " + run.stderr_tail(4))
         return
     if not finished:
         tally.recover_s.append(time.monotonic() - started)
@@ -1103,13 +1089,11 @@ def disk_curate_trial(c: Campaign, trial: int, rng: random.Random, tally: Tally)
             if code != 0:
                 unclear = clear_error(run, "curate")
                 if unclear:
-                    tally.divergences += 1
-                    tally.note(trial, f"not a clear error: {unclear}")
+                    tally.diverged(trial, f"not a clear error: {unclear}")
                 half = [str(p) for p in disk.path.rglob("*") if p != disk.filler and "torchinductor_" not in str(p)]
                 problems = visible_artifacts_whole((run_dir / "store").as_uri()) if (run_dir / "store").exists() else []
                 if half or problems:
-                    tally.divergences += 1
-                    tally.note(trial, "half-written: " + "; ".join((problems + half)[:4]))
+                    tally.diverged(trial, "half-written: " + "; ".join((problems + half)[:4]))
             if not rerun_after_freeing(disk, run, code, argv, env, max(600.0, 20 * wall), tally, trial):
                 return
         compare_curated(c, uri, trial, tally, history)
@@ -1183,18 +1167,15 @@ def cache_trial(c: Campaign, trial: int, rng: random.Random, tally: Tally) -> No
     started = time.monotonic()
     code = run.wait(timeout=max(600.0, 20 * ref.wall))
     if code != 0:
-        tally.divergences += 1
-        tally.note(trial, f"the run failed after {damage}: {run.stderr_tail(4)}")
+        tally.diverged(trial, f"the run failed after {damage}: {run.stderr_tail(4)}")
         return
     tally.recover_s.append(time.monotonic() - started)
     detected = sum("fetching it again" in line for line in run.err)
     if detected < 1:
-        tally.divergences += 1
-        tally.note(trial, f"{damage}: not reported as detected")
+        tally.diverged(trial, f"{damage}: not reported as detected")
     diff = weight_difference(ref.weights, weights_of(run_dir / "work" / "model"))
     if diff is not None:
-        tally.divergences += 1
-        tally.note(trial, f"{damage}: final weights differ by up to {diff:.3g}: a damaged file was used")
+        tally.diverged(trial, f"{damage}: final weights differ by up to {diff:.3g}: a damaged file was used")
     elif c.args.verbose:
         tally.note(trial, f"{damage}: detected ({detected} warnings), refetched, identical")
     problems = []
@@ -1317,8 +1298,7 @@ def serve_sigterm_trial(c: Campaign, trial: int, rng: random.Random, tally: Tall
         elif a.status not in (200, 503, None):
             problems.append(f"{when} got {a.status}: {a.error}")
     if problems:
-        tally.divergences += 1
-        tally.note(trial, "; ".join(problems[:4]))
+        tally.diverged(trial, "; ".join(problems[:4]))
     elif c.args.verbose:
         counts = {s: sum(a.status == s for a in answers) for s in sorted({a.status for a in answers}, key=str)}
         tally.note(trial, f"SIGTERM under load: answers {counts}, exit {code} after {gone - term:.1f} s")
@@ -1378,8 +1358,7 @@ def serve_disconnect_trial(c: Campaign, trial: int, rng: random.Random, tally: T
     if c._serve.process.poll() is not None:
         problems.append(f"the server died (exit {c._serve.process.returncode})")
     if problems:
-        tally.divergences += 1
-        tally.note(trial, f"{sorted(set(kinds))}: " + "; ".join(problems[:4]))
+        tally.diverged(trial, f"{sorted(set(kinds))}: " + "; ".join(problems[:4]))
     elif c.args.verbose:
         tally.note(trial, f"{hangups} hang-ups {sorted(set(kinds))}: the other {len(answers) + len(after)} answered")
 
@@ -1472,8 +1451,7 @@ def main(argv: list[str] | None = None) -> int:
                     tally.not_run = True
                     break
                 except Exception as err:   # the harness's own trouble: counted, shown, campaign goes on
-                    tally.divergences += 1
-                    tally.note(trial, f"harness error: {type(err).__name__}: {err}")
+                    tally.diverged(trial, f"harness error: {type(err).__name__}: {err}")
                 tally.trials += 1
                 print(f"  {name} trial {trial}: faults {tally.faults}, diverged {tally.divergences}, "
                       f"leftovers {tally.leftovers}", flush=True)

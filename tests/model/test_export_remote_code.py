@@ -108,14 +108,11 @@ def test_sharded_save_writes_an_index_and_loads_back(tmp_path):
 
 
 FRESH_CHECK = """
-import json, sys
+import importlib.util, json, sys
 import torch
-try:
-    import diffucoder
-except ImportError:
-    pass
-else:
-    sys.exit("diffucoder is importable here: " + diffucoder.__file__)
+found = importlib.util.find_spec("diffucoder")
+if found is not None:
+    sys.exit("diffucoder is importable here: " + str(found.origin))
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 model_dir, inputs, out = sys.argv[1:4]
 config = AutoConfig.from_pretrained(model_dir, trust_remote_code=True)

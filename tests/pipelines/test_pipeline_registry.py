@@ -97,7 +97,7 @@ def test_the_job_a_training_step_sends_runs_the_registrys_train_image(kind, monk
     sent = []
 
     class Sent(Exception):
-        pass
+        """Raised with the job a step sends, so the step stops there."""
 
     def capture(job, **_):
         sent.append(job)

@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 
 from diffucoder.sandbox.config import SandboxConfig
 from diffucoder.sandbox.inside import wire
+from diffucoder.sandbox.pool import RunsSubmitted, checked_timeout
 from diffucoder.sandbox.results import RunResult, SandboxError, TestCase
 from diffucoder.sandbox.testplan import build_plan
 
@@ -64,7 +65,7 @@ class ServiceError(SandboxError):
     """The sandbox service refused a request or cannot be reached."""
 
 
-class SandboxClient:
+class SandboxClient(RunsSubmitted):
     """A sandbox service, used like ``Sandbox``: ``run``, ``run_many``, ``submit``, ``close``."""
 
     isolation = "service"
@@ -97,12 +98,8 @@ class SandboxClient:
     def submit(self, program: str, tests, entry_point: str | None = None, timeout_s: float | None = None,
                memory_mb: int | None = None) -> Future:
         """Queue one run; the Future holds its RunResult. Bad tests raise SandboxError here."""
-        if not isinstance(program, str):
-            raise SandboxError(f"program must be a string, got {type(program).__name__}")
+        timeout = checked_timeout(program, timeout_s, self.config.timeout_s)
         build_plan(tests, entry_point)
-        timeout = self.config.timeout_s if timeout_s is None else float(timeout_s)
-        if not 0 < timeout <= 3600:
-            raise SandboxError(f"timeout_s must be in (0, 3600], got {timeout_s!r}")
         item = {"program": program, "tests": encode_tests(tests), "entry_point": entry_point,
                 "timeout_s": timeout, "memory_mb": self.config.memory_mb if memory_mb is None else memory_mb}
         future: Future = Future()
@@ -111,19 +108,6 @@ class SandboxClient:
                 raise SandboxError("the sandbox client is closed")
             self._queue.put((item, future))
         return future
-
-    def run(self, program: str, tests, entry_point: str | None = None,
-            timeout_s: float | None = None) -> RunResult:
-        return self.submit(program, tests, entry_point, timeout_s).result()
-
-    def run_many(self, items, timeout_s: float | None = None) -> list[RunResult]:
-        """Run ``(program, tests[, entry_point])`` items; results in order (few requests)."""
-        futures = []
-        for number, item in enumerate(items):
-            if not isinstance(item, (tuple, list)) or len(item) not in (2, 3):
-                raise SandboxError(f"item {number}: expected (program, tests[, entry_point])")
-            futures.append(self.submit(*item, timeout_s=timeout_s))
-        return [f.result() for f in futures]
 
     def describe(self) -> dict:
         return {"isolation": self.isolation, "inside": self.inner_isolation, "endpoint": self.endpoint}

@@ -26,7 +26,36 @@ from diffucoder.sandbox.verdicts import decide
 from diffucoder.sandbox.worker import Job, Worker
 
 
-class Sandbox:
+def checked_timeout(program, timeout_s: float | None, default_s: float) -> float:
+    """The run's timeout, after checking the request's program and timeout (the pool's and the client's rule)."""
+    if not isinstance(program, str):
+        raise SandboxError(f"program must be a string, got {type(program).__name__}")
+    timeout = default_s if timeout_s is None else float(timeout_s)
+    if not 0 < timeout <= 3600:
+        raise SandboxError(f"timeout_s must be in (0, 3600], got {timeout_s!r}")
+    return timeout
+
+
+class RunsSubmitted:
+    """``run`` / ``run_many`` on top of a ``submit`` whose Future holds a RunResult (the in-process
+    pool and the service client share them)."""
+
+    def run(self, program: str, tests, entry_point: str | None = None,
+            timeout_s: float | None = None) -> RunResult:
+        """Run ``program`` against ``tests`` (asserts, check() source or TestCase list)."""
+        return self.submit(program, tests, entry_point, timeout_s).result()
+
+    def run_many(self, items, timeout_s: float | None = None) -> list[RunResult]:
+        """Run ``(program, tests[, entry_point])`` items concurrently; results in order."""
+        futures = []
+        for number, item in enumerate(items):
+            if not isinstance(item, (tuple, list)) or len(item) not in (2, 3):
+                raise SandboxError(f"item {number}: expected (program, tests[, entry_point])")
+            futures.append(self.submit(*item, timeout_s=timeout_s))
+        return [f.result() for f in futures]
+
+
+class Sandbox(RunsSubmitted):
     """A pool of isolated workers; ``Sandbox(cfg)`` or ``Sandbox(timeout_s=3, workers=4)``."""
 
     def __init__(self, config: SandboxConfig | None = None, **overrides):
@@ -54,12 +83,8 @@ class Sandbox:
         """Queue one run (blocks while the queue is full); the Future holds its RunResult.
         ``timeout_s`` / ``memory_mb`` override the config's for this run. Bad tests raise
         SandboxError here, before anything runs."""
-        if not isinstance(program, str):
-            raise SandboxError(f"program must be a string, got {type(program).__name__}")
+        timeout = checked_timeout(program, timeout_s, self.config.timeout_s)
         plan = build_plan(tests, entry_point)
-        timeout = self.config.timeout_s if timeout_s is None else float(timeout_s)
-        if not 0 < timeout <= 3600:
-            raise SandboxError(f"timeout_s must be in (0, 3600], got {timeout_s!r}")
         memory = self.config.memory_mb if memory_mb is None else memory_mb
         if type(memory) is not int or not 32 <= memory <= 1 << 20:
             raise SandboxError(f"memory_mb must be an integer in [32, {1 << 20}], got {memory_mb!r}")
@@ -77,20 +102,6 @@ class Sandbox:
                 raise SandboxError("the sandbox is closed")
         self._jobs.put(((Job(header, program_bytes, plan_bytes), plan), future))
         return future
-
-    def run(self, program: str, tests, entry_point: str | None = None,
-            timeout_s: float | None = None) -> RunResult:
-        """Run ``program`` against ``tests`` (asserts, check() source or TestCase list)."""
-        return self.submit(program, tests, entry_point, timeout_s).result()
-
-    def run_many(self, items, timeout_s: float | None = None) -> list[RunResult]:
-        """Run ``(program, tests[, entry_point])`` items concurrently; results in order."""
-        futures = []
-        for number, item in enumerate(items):
-            if not isinstance(item, (tuple, list)) or len(item) not in (2, 3):
-                raise SandboxError(f"item {number}: expected (program, tests[, entry_point])")
-            futures.append(self.submit(*item, timeout_s=timeout_s))
-        return [f.result() for f in futures]
 
     @property
     def queue_depth(self) -> int:

@@ -32,24 +32,19 @@ CASES = (
 # the chart's helm test): credentials in its environment or files, the cluster's DNS server, the
 # internet (by address: a name lookup would wait out the resolver's timeouts).
 BOUNDARY_PROBE = """
-import os, socket
+import contextlib, os, socket
 def probe():
     found = [k for k in os.environ if k.startswith(("AWS_", "DIFFUCODER_S3", "KUBERNETES_"))]
     for path in ("/var/run/secrets/kubernetes.io/serviceaccount/token", "/var/run/secrets/diffucoder/s3"):
         if os.path.exists(path):
             found.append(path)
     targets = [("1.1.1.1", 443)]
-    try:
-        with open("/etc/resolv.conf") as conf:
-            targets += [(line.split()[1], 53) for line in conf if line.startswith("nameserver")][:1]
-    except (OSError, IndexError):
-        pass
+    with contextlib.suppress(OSError, IndexError), open("/etc/resolv.conf") as conf:
+        targets += [(line.split()[1], 53) for line in conf if line.startswith("nameserver")][:1]
     for host, port in targets:
-        try:
+        with contextlib.suppress(OSError):   # unreachable is what a sandbox pod should see
             socket.create_connection((host, port), timeout=2).close()
             found.append(f"{host}:{port} reachable")
-        except OSError:
-            pass
     return found
 """
 BOUNDARY = (("a program looking for credentials and the network", BOUNDARY_PROBE, "assert probe() == []", None,
