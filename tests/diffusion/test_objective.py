@@ -90,3 +90,37 @@ def test_config_section_loads_and_validates(tmp_path):
         load_config(DiffusionLossConfig, None, ["normaliser=mean"])
     with pytest.raises(ConfigError, match="prefix_prob"):
         load_config(DiffusionLossConfig, None, ["truncate_prob=0.6", "prefix_prob=0.6"])
+
+
+def test_ar_warmup_scores_every_answer_token_causally_then_hands_over_to_diffusion():
+    model = micro_model().eval()
+    tokens, attention = padded_batch()
+    prompt = torch.zeros_like(tokens, dtype=torch.bool)
+    prompt[:, :6] = True
+    cfg = DiffusionLossConfig(ar_warmup_steps=3)
+    out = diffusion_loss(model, tokens, attention_mask=attention, prompt_mask=prompt, mask_token_id=MASK,
+                         pad_token_id=PAD, config=cfg, step=2, generator=torch.Generator().manual_seed(0))
+    # Reference written apart: a per-row loop over the causal prefix of each real, non-prompt target.
+    total, count = 0.0, 0
+    for row in range(tokens.shape[0]):
+        real = attention[row].nonzero().flatten().tolist()
+        for i in real:
+            if i == 0 or prompt[row, i] or not attention[row, i - 1]:
+                continue
+            seen = torch.tensor([j for j in real if j <= i - 1])
+            causal = torch.ones(len(seen), len(seen), dtype=torch.bool).tril()[None, None]
+            logits = model(tokens[row, seen][None], attention_mask=causal,
+                           position_ids=torch.arange(len(seen))[None]).logits[0, -1]
+            total += float(torch.nn.functional.cross_entropy(logits[None], tokens[row, i][None]))
+            count += 1
+    assert out.num_masked == count and out.mean_t == 0.0
+    assert float(out.loss) == pytest.approx(total / count, rel=1e-4)
+    after = diffusion_loss(model, tokens, attention_mask=attention, prompt_mask=prompt, mask_token_id=MASK,
+                           pad_token_id=PAD, config=cfg, step=3, generator=torch.Generator().manual_seed(0))
+    assert after.mean_t > 0.0 and after.num_masked < count   # step 3: the masked-diffusion loss
+
+
+def test_ar_warmup_must_leave_diffusion_steps():
+    from diffucoder.recipes.masked_diffusion import TrainConfig
+    with pytest.raises(ConfigError, match="ar_warmup_steps"):
+        load_config(TrainConfig, None, ["train.steps=10", "diffusion.ar_warmup_steps=10"])

@@ -29,7 +29,7 @@ def pause(why: str) -> None:
 
 
 def pause_after(step: int):
-    def on_step(state) -> None:
+    def on_step(state, _engine) -> None:
         if state.step == step:
             pause(f"after step {step}")
     return on_step

@@ -270,11 +270,38 @@ class DiffusionLossConfig:
                                    help="share of samples truncated to a random length (0.01 in adaptation)")
     prefix_prob: float = setting(0.0, min=0.0, max=1.0,
                                  help="share of samples keeping a random clean prefix (0.01 in adaptation)")
+    ar_warmup_steps: int = setting(0, min=0, help="first N steps: next-token cross-entropy with a causal mask "
+                                                  "(an autoregressive warm start for a model trained from scratch, "
+                                                  "what the 7B recipe gets from its AR base); then masked diffusion")
 
     def validate(self) -> None:
         if self.truncate_prob + self.prefix_prob > 1.0:
             raise ConfigError(f"'prefix_prob': truncate_prob + prefix_prob must be <= 1, "
                               f"got {self.truncate_prob} + {self.prefix_prob}")
+
+
+def causal_attention_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Boolean ``(B, 1, L, L)``: each real token sees the real tokens up to itself (pad rows: themselves)."""
+    length, device = attention_mask.shape[1], attention_mask.device
+    positions = torch.arange(length, device=device)
+    real = attention_mask.bool()
+    mask = (positions[:, None] >= positions[None, :]) & real[:, None, None, :] & real[:, None, :, None]
+    return mask | torch.eye(length, dtype=torch.bool, device=device)
+
+
+def autoregressive_loss(model: torch.nn.Module, tokens: torch.Tensor, attention_mask: torch.Tensor,
+                        prompt_mask: torch.Tensor | None = None) -> "DiffusionLossOutput":
+    """Next-token cross-entropy under a causal mask, over the tokens the diffusion loss could score
+    (SFT: the answer and its fill, never the prompt). The same shifted head predicts token ``i``
+    from position ``i - 1``, so the warm-started model is the one the diffusion steps continue."""
+    maskable = ~prompt_mask.bool() if prompt_mask is not None else torch.ones_like(tokens, dtype=torch.bool)
+    scored = scorable_mask(maskable, attention_mask)
+    logits = model(tokens, attention_mask=causal_attention_mask(attention_mask),
+                   position_ids=position_ids_from_mask(attention_mask)).logits
+    targets = scored[:, 1:]
+    loss = F.cross_entropy(logits[:, :-1][targets].float(), tokens[:, 1:][targets])
+    count = int(scored.sum())
+    return DiffusionLossOutput(loss=loss, num_eligible=count, num_masked=count, mean_t=0.0, anneal_ratio=0.0)
 
 
 class DiffusionLossOutput(NamedTuple):
@@ -289,10 +316,13 @@ def diffusion_loss(model: torch.nn.Module, tokens: torch.Tensor, *, mask_token_i
                    config: DiffusionLossConfig | None = None, attention_mask: torch.Tensor | None = None,
                    prompt_mask: torch.Tensor | None = None, step: int = 0,
                    generator: torch.Generator | None = None) -> DiffusionLossOutput:
-    """The masked-diffusion loss of ``model`` on clean ``tokens`` (B, L) at training ``step``."""
+    """The masked-diffusion loss of ``model`` on clean ``tokens`` (B, L) at training ``step`` (the
+    autoregressive loss while ``step < config.ar_warmup_steps``)."""
     config = config or DiffusionLossConfig()
     if attention_mask is None:
         attention_mask = torch.ones_like(tokens)
+    if step < config.ar_warmup_steps:
+        return autoregressive_loss(model, tokens, attention_mask, prompt_mask)
     if config.truncate_prob > 0 or config.prefix_prob > 0:
         truncate_rows, prefix_rows = choose_augmented_rows(tokens.shape[0], config.truncate_prob,
                                                            config.prefix_prob, generator, tokens.device)

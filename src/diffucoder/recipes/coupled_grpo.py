@@ -378,9 +378,10 @@ class WithReference:
 
 # -- the loop -------------------------------------------------------------------------------------
 
-def train_rl(cfg: RLConfig, on_step: Callable[[RLState], None] | None = None) -> TrainResult:
-    """Run the recipe in this process (one rank of a torchrun launch, or alone). ``on_step(state)``
-    is called after every RL step (and its checkpoint), e.g. to profile or stop early."""
+def train_rl(cfg: RLConfig, on_step: Callable[[RLState, Any], None] | None = None) -> TrainResult:
+    """Run the recipe in this process (one rank of a torchrun launch, or alone). ``on_step(state,
+    engine)`` is called after every RL step (and its checkpoint), e.g. to profile, to stop early,
+    or to measure the policy (``engine.model``) as it trains."""
     if cfg.distributed.backend == "deepspeed":   # the JSON's errors before any work
         world = int(os.environ.get("WORLD_SIZE", "1") or 1)
         deepspeed_config(cfg.distributed.deepspeed_config, cfg.engine_optim(), cfg.layout(world), world,
@@ -392,7 +393,7 @@ def train_rl(cfg: RLConfig, on_step: Callable[[RLState], None] | None = None) ->
         shutdown()
 
 
-def _train(cfg: RLConfig, env: DistEnv, on_step: Callable[[RLState], None] | None) -> TrainResult:
+def _train(cfg: RLConfig, env: DistEnv, on_step: Callable[[RLState, Any], None] | None) -> TrainResult:
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     workdir = Path(cfg.output.workdir or tempfile.mkdtemp(prefix="diffucoder-rl-"))
@@ -445,7 +446,7 @@ def _train(cfg: RLConfig, env: DistEnv, on_step: Callable[[RLState], None] | Non
             if ckpts is not None and cfg.checkpoint.every_steps and done % cfg.checkpoint.every_steps == 0:
                 ckpts.save(done, held, state)
             if on_step is not None:
-                on_step(state)
+                on_step(state, engine)
         bar.close()
     return _export(cfg, engine, inputs, state, prompts, start_step, workdir, env, sandbox_info)
 

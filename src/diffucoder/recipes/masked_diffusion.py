@@ -111,6 +111,9 @@ class TrainConfig:
         if self.data.kind == "chat_jsonl" and self.diffusion.anneal_steps:
             raise ConfigError("'diffusion.anneal_steps': attention annealing is for adaptation "
                               "pre-training; set it to 0 for chat_jsonl (SFT)")
+        if self.diffusion.ar_warmup_steps >= self.train.steps:
+            raise ConfigError(f"'diffusion.ar_warmup_steps': {self.diffusion.ar_warmup_steps} autoregressive steps "
+                              f"leave none of train.steps={self.train.steps} for masked diffusion")
 
     def layout(self) -> BatchLayout:
         return BatchLayout(micro_batch=self.data.batch_size, grad_accum=self.data.grad_accum,
@@ -243,9 +246,10 @@ class TrainState:
 
 # -- the loop -------------------------------------------------------------------------------------
 
-def train(cfg: TrainConfig, on_step: Callable[[TrainState], None] | None = None) -> TrainResult:
-    """Run the recipe in this process (one rank of a torchrun launch, or alone). ``on_step(state)``
-    is called after every optimizer step (and its checkpoint), e.g. to profile or stop early."""
+def train(cfg: TrainConfig, on_step: Callable[[TrainState, Any], None] | None = None) -> TrainResult:
+    """Run the recipe in this process (one rank of a torchrun launch, or alone). ``on_step(state,
+    engine)`` is called after every optimizer step (and its checkpoint), e.g. to profile, to stop
+    early, or to measure the model (``engine.model``) as it trains."""
     if cfg.distributed.backend == "deepspeed":   # the JSON's errors before any work
         deepspeed_config(cfg.distributed.deepspeed_config, cfg.optim, cfg.layout(),
                          int(os.environ.get("WORLD_SIZE", "1") or 1))
@@ -256,7 +260,7 @@ def train(cfg: TrainConfig, on_step: Callable[[TrainState], None] | None = None)
         shutdown()
 
 
-def _train(cfg: TrainConfig, env: DistEnv, on_step: Callable[[TrainState], None] | None) -> TrainResult:
+def _train(cfg: TrainConfig, env: DistEnv, on_step: Callable[[TrainState, Any], None] | None) -> TrainResult:
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     workdir = Path(cfg.output.workdir or tempfile.mkdtemp(prefix=f"diffucoder-{cfg.stage}-"))
@@ -306,7 +310,7 @@ def _train(cfg: TrainConfig, env: DistEnv, on_step: Callable[[TrainState], None]
         if ckpts is not None and cfg.checkpoint.every_steps and done % cfg.checkpoint.every_steps == 0:
             ckpts.save(done, engine, state)
         if on_step is not None:
-            on_step(state)
+            on_step(state, engine)
     bar.close()
     summary = _summary(cfg, env, model.config, state, inputs, start_step, per_token, peak)
     summary["ranks_agree"] = check_replicas_agree(engine, env)
@@ -348,7 +352,8 @@ def evaluate(engine, cfg: TrainConfig, inputs: Inputs, env: DistEnv) -> float | 
     if rows is None or cfg.train.eval_batches == 0:
         return None
     generator = torch.Generator().manual_seed(cfg.train.seed + EVAL_SEED_OFFSET + env.rank)
-    plain = dataclasses.replace(cfg.diffusion, anneal_steps=0, truncate_prob=0.0, prefix_prob=0.0)
+    plain = dataclasses.replace(cfg.diffusion, anneal_steps=0, truncate_prob=0.0, prefix_prob=0.0,
+                                ar_warmup_steps=0)   # always the diffusion loss: comparable
     b, total, count = cfg.data.batch_size, 0.0, 0
     engine.model.eval()
     with torch.no_grad(), _autocast(cfg, env):
