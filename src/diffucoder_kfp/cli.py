@@ -2,6 +2,7 @@
 upload it to / start it on a Kubeflow Pipelines server.
 
     diffucoder pipeline compile [--output-dir DIR] [--with-revision] [--image-registry REG] [--image-pull-secret S]
+        [--curate-pods N]
     diffucoder pipeline run-local --preset tiny-cpu --output runs/demo [--input DIR] [--no-serve]
     diffucoder pipeline run-local --start-stage rl --start-model file:///abs/store/models/instruct
     diffucoder pipeline upload --host URL --file pipelines/compiled/diffucoder-<version>.yaml \
@@ -53,6 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     comp.add_argument("--image-registry", default=None,
                       help="registry of the steps' images and of the training jobs' image (default: "
                            "$DIFFUCODER_IMAGE_REGISTRY, else the project's)")
+    comp.add_argument("--curate-pods", type=int, default=0, metavar="N",
+                      help="spread the curation over pods: a ParallelFor per datatrove stage, at most N pods "
+                           "at once, sized by the preset's curate.yaml (spread.*); default 0: one curate step")
     _add_pull_secret(comp)
 
     run = sub.add_parser("run-local", help="run the whole DAG here with kfp's local runner")
@@ -259,7 +263,7 @@ def write_run_report(run_dir: Path, output: Path, run_name: str, store_root: str
 def main(args: argparse.Namespace) -> int:
     if args.action == "compile":
         print(compile_pipeline(args.output_dir, args.with_revision, args.image_registry or "",
-                               args.image_pull_secrets or ()))
+                               args.image_pull_secrets or (), args.curate_pods))
         return 0
     if args.action == "run-local":
         done = run_local(args.preset, args.output, args.input, args.run_name, args.sets, args.start_stage,

@@ -3,6 +3,7 @@
     diffucoder pipeline compile                          # -> ./diffucoder-<version>.yaml
     diffucoder pipeline compile --output-dir pipelines/compiled --with-revision
     diffucoder pipeline compile --image-registry registry.example.com/ml --image-pull-secret regcred
+    diffucoder pipeline compile --curate-pods 64     # -> ./diffucoder-curate-pods-<version>.yaml
 
     docs = retarget(read_ir(path), "registry.example.com/ml", ["regcred"])   # an existing file, moved
 
@@ -59,8 +60,11 @@ def version_name(with_revision: bool = True) -> str:
     return f"{__version__}+g{git_revision()}" if with_revision else __version__
 
 
-def compiled_filename(with_revision: bool = False) -> str:
-    return f"{PIPELINE_NAME}-{version_name(with_revision)}.yaml"
+def compiled_filename(with_revision: bool = False, curate_pods: int = 0) -> str:
+    """``diffucoder-<version>.yaml``; ``diffucoder-curate-pods-<version>.yaml`` for the pipeline
+    whose curation runs over pods."""
+    variant = "-curate-pods" if curate_pods else ""
+    return f"{PIPELINE_NAME}{variant}-{version_name(with_revision)}.yaml"
 
 
 def default_registry() -> str:
@@ -69,13 +73,15 @@ def default_registry() -> str:
 
 
 def compile_pipeline(output_dir: Path | str = ".", with_revision: bool = False, image_registry: str = "",
-                     image_pull_secrets: Sequence[str] = ()) -> Path:
+                     image_pull_secrets: Sequence[str] = (), curate_pods: int = 0) -> Path:
     """Write the compiled pipeline into ``output_dir`` (atomically); its path. ``image_registry``
-    defaults to ``default_registry()``."""
-    pipeline = build_pipeline(image_registry or default_registry(), check_secret_names(image_pull_secrets))
+    defaults to ``default_registry()``; ``curate_pods`` > 0 spreads the curation over pods, at most
+    that many at once per stage (``build_pipeline``)."""
+    pipeline = build_pipeline(image_registry or default_registry(), check_secret_names(image_pull_secrets),
+                              curate_pods=curate_pods)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    path = output_dir / compiled_filename(with_revision)
+    path = output_dir / compiled_filename(with_revision, curate_pods)
     tmp = path.with_name(f".{path.stem}.tmp.yaml")
     compiler.Compiler().compile(pipeline, str(tmp))
     tmp.replace(path)

@@ -11,6 +11,18 @@ pull_secrets)`` builds it for another: every step's image, the train image of th
 the training steps send (through the placement step's ``job_image``) and the image pull
 Secrets of every step come from those two compile-time settings.
 
+``build_pipeline(curate_pods=N)`` (``diffucoder pipeline compile --curate-pods N``) spreads the
+curation over pods: a ``curate-plan`` step reads the preset's recipe at run time (its ``tasks``
+and ``spread.*``: pods, CPU and memory per pod), then for each datatrove stage (select, exact,
+signatures, buckets, clusters, keep) a ``dsl.ParallelFor`` over that stage's pods, at most N at
+once, each stage after the previous one, then ``curate-publish``, whose ``curated`` output the
+rest of the DAG consumes as it does the single ``curate`` step's. The stages share their data
+through the run's work directory in the store (``<store_root>/runs/<run>/curate-work``). It is
+a compile-time choice, not a run parameter: choosing at run time needs ``dsl.If``/``dsl.Else``
+with a ``dsl.OneOf`` output, which kfp's local runner (``run-local``, ``make demo``) cannot run
+(it rejects a ``OneOf`` artifact: "Expected 1 artifact in ArtifactSelectorSpec"), and a loop
+left empty for one-pod runs would be skipped by Argo, which stops the steps after it.
+
 Parameters are grouped by stage through their prefix (``curate_*``, ``rl_*``, ``deploy_*``);
 ``preset`` selects the recipes in ``configs/<preset>/``. ``start_stage`` / ``start_model``
 start from an existing model (skip pre-training, or SFT too: ``diffucoder.stages.plan``).
@@ -30,9 +42,10 @@ from typing import Sequence
 from kfp import dsl, kubernetes
 
 from diffucoder import __version__
+from diffucoder.errors import DiffucoderError
 from diffucoder.kube.config import DEFAULT_REGISTRY, image_ref
 from diffucoder.kube.pods import S3_SECRET_KEYS   # the chart's store Secret: every step reads the store
-from diffucoder_kfp.components.curate import curate
+from diffucoder_kfp.components.curate import curate, curate_plan, curate_publish, curate_slice
 from diffucoder_kfp.components.deploy import deploy
 from diffucoder_kfp.components.evaluate import evaluate
 from diffucoder_kfp.components.images import check_registry
@@ -48,6 +61,9 @@ DESCRIPTION = ("Raw code -> curated token shards -> masked-diffusion LM -> SFT -
 # What the placement step declares as compile-time constant: the registry of the pipeline's
 # images (diffucoder_kfp.compile.retarget rewrites it with the images).
 REGISTRY_INPUT = "image_registry"
+# The datatrove curation stages, in order (diffucoder.data.trove.STAGES; not imported from there:
+# it brings datatrove into every import of the pipeline, 0.6 s; a test keeps the two equal).
+CURATE_STAGES = ("select", "exact", "signatures", "buckets", "clusters", "keep")
 
 
 def _step(task, name: str, image, pull_secrets: Sequence[str], store_secret=None, *, cpu="", memory="",
@@ -86,9 +102,39 @@ def _placed(task, name: str, pods, step: str, pull_secrets: Sequence[str], store
     return task
 
 
-def build_pipeline(image_registry: str = DEFAULT_REGISTRY, image_pull_secrets: Sequence[str] = ()):
+def _curate_over_pods(input_uri, overrides, start_stage, common: dict, image, pull_secrets: Sequence[str],
+                      store_secret, parallelism: int):
+    """plan -> a ParallelFor per stage over its pods, each stage after the previous -> publish."""
+    plan = curate_plan(preset=common["preset"], input_uri=input_uri, overrides=overrides, start_stage=start_stage)
+    # Reads only the recipe (no store): a small pod, safe to retry.
+    _step(plan, "curate-plan", image, pull_secrets, cpu="500m", memory="1Gi", retries=2)
+    previous = plan
+    for stage in CURATE_STAGES:
+        with dsl.ParallelFor(plan.outputs[stage], parallelism=parallelism, name=f"curate-{stage}") as ranks:
+            cpu, memory = plan.outputs[f"{stage}_cpu"], plan.outputs[f"{stage}_memory"]
+            # cpu and memory are inputs too: kfp brings a channel into a loop only for a task input
+            task = curate_slice(input_uri=input_uri, overrides=overrides, stage=stage, ranks=ranks, pod_cpu=cpu,
+                                pod_memory=memory, start_stage=start_stage, **common)
+            # A slice whose artifact is published is not run again: retrying a pod is safe.
+            _step(task, f"curate-{stage}", image, pull_secrets, store_secret, cpu=cpu, memory=memory, retries=2)
+            task.after(previous)
+        previous = task
+    publish = curate_publish(input_uri=input_uri, overrides=overrides, start_stage=start_stage, **common)
+    _step(publish, "curate-publish", image, pull_secrets, store_secret, cpu="2", memory="4G", cpu_limit="8",
+          memory_limit="16G", retries=2)
+    publish.after(previous)
+    return publish
+
+
+def build_pipeline(image_registry: str = DEFAULT_REGISTRY, image_pull_secrets: Sequence[str] = (),
+                   curate_pods: int = 0):
     """The pipeline whose steps run the project's images from ``image_registry`` and pull them with
-    ``image_pull_secrets`` (names of docker-registry Secrets in the steps' namespace)."""
+    ``image_pull_secrets`` (names of docker-registry Secrets in the steps' namespace). ``curate_pods``
+    0: one ``curate`` step runs every curation stage in its pod; N > 0: the stages' tasks run on
+    pods, at most N at once per stage (``_curate_over_pods``)."""
+    if curate_pods < 0:
+        raise DiffucoderError(f"curate_pods: must be 0 (one curate step) or the pods per stage at once, "
+                              f"got {curate_pods}")
     registry = check_registry(image_registry)
     secrets = tuple(image_pull_secrets)
     base = image_ref("base", registry)
@@ -133,10 +179,14 @@ def build_pipeline(image_registry: str = DEFAULT_REGISTRY, image_pull_secrets: S
         training = dict(launcher=training_launcher, cluster=cluster_overrides, store_secret=store_secret,
                         job_image=pods.outputs["job_image"])
 
-        curate_task = curate(input_uri=curate_input, overrides=curate_overrides, start_stage=start_stage,
-                             **common)
-        _step(curate_task, "curate", base, secrets, store_secret, cpu="2", memory="4G", cpu_limit="8",
-              memory_limit="16G", retries=2)
+        if curate_pods:
+            curate_task = _curate_over_pods(curate_input, curate_overrides, start_stage, common, base, secrets,
+                                            store_secret, curate_pods)
+        else:
+            curate_task = curate(input_uri=curate_input, overrides=curate_overrides, start_stage=start_stage,
+                                 **common)
+            _step(curate_task, "curate", base, secrets, store_secret, cpu="2", memory="4G", cpu_limit="8",
+                  memory_limit="16G", retries=2)
 
         # Training steps resume from their checkpoints, and a cluster launcher adopts its own job:
         # a retry continues the work instead of repeating it.

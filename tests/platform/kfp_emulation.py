@@ -6,10 +6,17 @@ Python environment (the step contract tests).
     results = run.run_all(lambda image: envs[image_name(image)])  # every triggered task, in DAG order
     results["sft"].outputs["sft_model"].uri                         # what the next step receives
     run.execute("pretrain", env_for)                                # one task (upstream results needed)
+    run.run_loop("for-loop-1", env_for)      # a ParallelFor: its body once per item, as "for-loop-1[i]/..."
 
 Driver (the inputs of a task): pipeline parameters (the spec's defaults, then the given ones),
 runtime constants (``{{$.pipeline_job_uuid}}`` -> the run's job id), upstream output parameters
-and artifacts, a sub-DAG's channels, and the task's trigger condition; the step's pod
+and artifacts, a sub-DAG's channels, and the task's trigger condition; a ``dsl.ParallelFor``
+(a task with a ``parameterIterator``) as the driver fans it out (driver.go ``DAG`` and
+``resolveInputs``, 2.5.0): the loop task's inputs are resolved once, its items are the list
+(or JSON list string, ``getItems``) in the input ``items.inputParameter``, and iteration ``i``
+of the body sub-DAG gets the loop's inputs without that list and with the item as
+``itemInput``; its tasks' paths are ``<loop>[i]/<task>``, iterations run one after the
+other (``parallelismLimit`` only bounds Argo's concurrency); the step's pod
 (``pod_spec``): image, resources, accelerator, node selector, tolerations and image pull Secrets
 resolved from those inputs as ``initPodSpecPatch`` / ``extendPodSpecPatch`` do
 (kubeflow/pipelines backend/src/v2/driver, 2.5.0: a resource or image given by a parameter is
@@ -24,6 +31,7 @@ output file (``kfp.local.executor_output_utils``). Artifact URIs are local paths
 """
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import time
@@ -47,6 +55,8 @@ POD_SPEC_PARAMETER = re.compile(r"\$.inputs.parameters\['(.+?)'\]")
 # An input parameter placeholder as a runtime constant: kfp's compiler copies the resource and
 # image fields set from channels into the task's inputs; the driver passes such constants as they are.
 INPUT_PLACEHOLDER = re.compile(r"^\{\{\$\.inputs\.parameters\['[^']+'\]\}\}$")
+# One iteration of a ParallelFor in a task path: "for-loop-1[0]/curate-slice".
+ITERATION = re.compile(r"^(?P<name>.+?)\[(?P<index>\d+)\]$")
 
 
 class EmulationError(Exception):
@@ -68,10 +78,15 @@ class Executor:
 
 @dataclass
 class Task:
-    path: str                  # "curate", "condition-1/deploy"
+    path: str                  # "curate", "condition-1/deploy", "for-loop-1[0]/curate-slice"
     spec: dict                 # the PipelineTaskSpec (task in its DAG)
     component_name: str
-    dag_path: str              # "" for the root DAG, else the sub-DAG task's path
+    dag_path: str              # "" for the root DAG, else the sub-DAG task's path (or loop iteration's)
+
+    @property
+    def loop(self) -> dict | None:
+        """The task's ``parameterIterator`` when it is a ParallelFor."""
+        return self.spec.get("parameterIterator")
 
 
 @dataclass
@@ -119,12 +134,17 @@ class CompiledPipeline:
         return self.component(task.component_name)["dag"]
 
     def task(self, path: str) -> Task:
+        """The task at ``path``; a part ``loop[i]`` names iteration i of a ParallelFor's body."""
         parts, dag_path, dag = path.split("/"), "", self.ir["root"]["dag"]
-        for depth, name in enumerate(parts):
+        for depth, part in enumerate(parts):
+            iteration = ITERATION.match(part)
+            name = iteration["name"] if iteration else part
             if name not in dag["tasks"]:
                 raise EmulationError(f"no task {name!r} in DAG {dag_path or 'root'} "
                                      f"(tasks: {', '.join(sorted(dag['tasks']))})")
             spec = dag["tasks"][name]
+            if iteration and "parameterIterator" not in spec:
+                raise EmulationError(f"{path}: {name} is not a ParallelFor, it has no iteration {part!r}")
             task = Task("/".join(parts[:depth + 1]), spec, spec["componentRef"]["name"], dag_path)
             if depth < len(parts) - 1:
                 dag_path, dag = task.path, self.component(task.component_name)["dag"]
@@ -228,6 +248,10 @@ class PipelineRun:
     def resolve(self, task: Task) -> tuple[dict[str, Any], dict[str, dsl.Artifact]]:
         """(parameters, artifacts) the driver hands to ``task``."""
         if task.dag_path not in self.dag_inputs:
+            last = task.dag_path.rsplit("/", 1)[-1]
+            if task.dag_path and not ITERATION.match(last) and self.pipeline.task(task.dag_path).loop:
+                raise EmulationError(f"{task.path}: {task.dag_path} is a ParallelFor: name one of its "
+                                     f"iterations ({task.dag_path}[i]/...; run_loop runs them)")
             raise EmulationError(f"{task.path}: its sub-DAG {task.dag_path} has not been entered")
         dag_params, dag_artifacts = self.dag_inputs[task.dag_path]
         params, artifacts = {}, {}
@@ -324,6 +348,58 @@ class PipelineRun:
                 "resources": {"requests": requests, "limits": limits}, "nodeSelector": node_selector,
                 "tolerations": tolerations, "imagePullSecrets": pull_secrets}
 
+    def loop_items(self, path: str) -> list[Any]:
+        """The items the driver fans the ParallelFor at ``path`` out over (driver.DAG, 2.5.0: the
+        loop task's resolved input ``items.inputParameter``, a list or a JSON list string)."""
+        task = self.pipeline.task(path)
+        if task.loop is None:
+            raise EmulationError(f"{path} is not a ParallelFor (no parameterIterator)")
+        items = task.loop["items"]
+        if "inputParameter" not in items:   # raw (a list fixed at compile time): not used here
+            raise EmulationError(f"{path}: loop items from {sorted(items)} are not emulated")
+        value = self.resolve(task)[0][items["inputParameter"]]
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise EmulationError(f"{path}: items {value!r} are not a JSON list (the driver fails the "
+                                     "loop)") from None
+        if not isinstance(value, list):
+            raise EmulationError(f"{path}: items of type {type(value).__name__} cannot be iterated "
+                                 "(the driver fails the loop)")
+        return value
+
+    def enter_iteration(self, path: str, index: int) -> str:
+        """Iteration ``index`` of the ParallelFor at ``path`` entered as the iteration driver does
+        (resolveInputs with an iteration index): the loop's inputs without its items list, and
+        item ``index`` as the ``itemInput`` (as it is: the driver's later conversion of a non-string
+        item for a STRING input to its JSON text is not emulated). Its DAG path, ``<path>[index]``."""
+        task = self.pipeline.task(path)
+        items = self.loop_items(path)
+        if not 0 <= index < len(items):
+            raise EmulationError(f"{path}: iteration {index} of {len(items)} item(s)")
+        params, artifacts = self.resolve(task)
+        params = {k: v for k, v in params.items() if k != task.loop["items"]["inputParameter"]}
+        params[task.loop["itemInput"]] = items[index]
+        iteration = f"{path}[{index}]"
+        self.dag_inputs[iteration] = (params, artifacts)
+        return iteration
+
+    def run_loop(self, path: str, env_for: Callable[[str], Any], extra_env: dict[str, str] | None = None,
+                 check: bool = True) -> list[str]:
+        """Every iteration of the ParallelFor at ``path``, one after the other (Argo runs up to
+        ``parallelismLimit`` at once; the emulation runs them in order); the iterations' DAG
+        paths. A loop with no items runs nothing (Argo skips the task: ``skipped``)."""
+        task = self.pipeline.task(path)
+        count = len(self.loop_items(path))
+        if not count:
+            self.skipped.update({leaf: f"ParallelFor {path} has no items"
+                                 for leaf in self.pipeline.leaf_tasks(path)})
+        iterations = [self.enter_iteration(path, index) for index in range(count)]
+        for iteration in iterations:
+            self.run_all(env_for, extra_env, check, iteration)
+        return iterations
+
     def triggered(self, task: Task) -> bool:
         condition = task.spec.get("triggerPolicy", {}).get("condition", "")
         return not condition or evaluate_condition(condition, self.resolve(task)[0])
@@ -380,7 +456,8 @@ class PipelineRun:
 
     def run_all(self, env_for: Callable[[str], Any], extra_env: dict[str, str] | None = None,
                 check: bool = True, dag_path: str = "") -> dict[str, StepResult]:
-        """Every task whose trigger holds, producers first; sub-DAGs entered as the driver does.
+        """Every task whose trigger holds, producers first; sub-DAGs entered and ParallelFors fanned
+        out (``run_loop``) as the driver does.
         With ``check=False`` a failed step is recorded (``failures``) and the tasks that need
         its outputs are not run (``blocked``); tasks whose condition is false are ``skipped``."""
         for task in self.pipeline.ordered_tasks(dag_path):
@@ -392,7 +469,11 @@ class PipelineRun:
                     self.skipped.update({leaf: f"condition of {task.path} is false: {condition}"
                                          for leaf in leaves})
                     continue
-                if "dag" in component:
+                if "artifactIterator" in task.spec:
+                    raise EmulationError(f"{task.path}: an artifact iterator (the driver does not implement it)")
+                if task.loop is not None:
+                    self.run_loop(task.path, env_for, extra_env, check)
+                elif "dag" in component:
                     self.dag_inputs[task.path] = self.resolve(task)
                     self.run_all(env_for, extra_env, check, task.path)
                 else:

@@ -1,11 +1,11 @@
 """kfp_emulation: the driver's input resolution and the launcher's substitution, checked without
 running a step (the step contract tests run them for real)."""
-from __future__ import annotations
-
+# No `from __future__ import annotations`: kfp reads the toy components' annotations as types.
 import json
 import sys
 
 import pytest
+from kfp import compiler, dsl
 
 from diffucoder import __version__
 from kfp_emulation import CompiledPipeline, EmulationError, PipelineRun, StepResult, evaluate_condition
@@ -99,3 +99,114 @@ def test_the_launcher_substitutes_the_executor_input(tmp_path):
     curated = executor_input["outputs"]["artifacts"]["curated"]["artifacts"][0]["uri"]
     assert curated.startswith(str(tmp_path / "root")) and (tmp_path / "root").is_dir()
     assert argv[argv.index("--function_to_execute") + 1] == "curate"
+
+
+# ParallelFor: two toy pipelines, one looping over a task's list output, one over a pipeline parameter.
+@dsl.component(base_image="python:3.11-slim", install_kfp_package=False)
+def make_items() -> list:
+    return []
+
+
+@dsl.container_component
+def use_item(item: str, tag: str):
+    return dsl.ContainerSpec(image="python:3.11-slim", command=["python3", "record"], args=[item, tag])
+
+
+@dsl.pipeline(name="loop-over-output")
+def loop_over_output(tag: str = "t"):
+    items = make_items()
+    with dsl.ParallelFor(items.output, parallelism=2) as item:
+        use_item(item=item, tag=tag)
+
+
+@dsl.pipeline(name="loop-over-parameter")
+def loop_over_parameter(tag: str = "t", shards: list = ["0:2", "2:3"]):  # noqa: B006
+    with dsl.ParallelFor(shards) as item:
+        use_item(item=item, tag=tag)
+
+
+def compiled(pipeline, tmp_path) -> CompiledPipeline:
+    path = tmp_path / f"{pipeline.name}.yaml"
+    compiler.Compiler().compile(pipeline, str(path))
+    return CompiledPipeline.load(path)
+
+
+def recorder(tmp_path):
+    """A stand-in python3 first on PATH that appends its argv to a JSON-lines file."""
+    bin_dir, record = tmp_path / "bin", tmp_path / "argv.jsonl"
+    bin_dir.mkdir()
+    (bin_dir / "python3").write_text(f"#!{sys.executable}\nimport json, sys\n"
+                                     f"open({str(record)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n")
+    (bin_dir / "python3").chmod(0o755)
+
+    class Recorder:
+        def env(self, **extra):
+            return {"PATH": f"{bin_dir}:/usr/bin:/bin", **extra}
+
+    return Recorder(), record
+
+
+def loop_path(pipeline: CompiledPipeline, inner: str) -> str:
+    """The root task of the ParallelFor whose body runs component ``inner``."""
+    (path,) = [name for name, spec in pipeline.dag("")["tasks"].items() if "parameterIterator" in spec
+               and any(t["componentRef"]["name"] == inner
+                       for t in pipeline.component(spec["componentRef"]["name"])["dag"]["tasks"].values())]
+    return path
+
+
+def test_a_loop_over_a_task_output_gives_each_iteration_its_item(tmp_path):
+    """The driver's fan-out: the items are the producer's list; iteration i gets item i as its
+    itemInput and the loop's other inputs (the pipeline's ``tag``), never the items list."""
+    pipeline = compiled(loop_over_output, tmp_path)
+    loop = loop_path(pipeline, "comp-use-item")
+    run = PipelineRun(pipeline, {"tag": "x"}, tmp_path / "root")
+    with pytest.raises(EmulationError, match="make-items, which has not run"):
+        run.loop_items(loop)
+    run.results["make-items"] = StepResult("make-items", "exec-make-items", "", [], 0, "", 0.0,
+                                           {"Output": ["0:2", "2:3", "3:4"]})
+    assert run.loop_items(loop) == ["0:2", "2:3", "3:4"]
+    assert run.enter_iteration(loop, 1) == f"{loop}[1]"
+    params, _ = run.resolve(pipeline.task(f"{loop}[1]/use-item"))
+    assert params == {"item": "2:3", "tag": "x"}
+    iteration_inputs = run.dag_inputs[f"{loop}[1]"][0]
+    items_input = pipeline.task(loop).loop["items"]["inputParameter"]
+    assert items_input not in iteration_inputs and pipeline.task(loop).loop["itemInput"] in iteration_inputs
+    with pytest.raises(EmulationError, match=r"iteration 3 of 3 item\(s\)"):
+        run.enter_iteration(loop, 3)
+    with pytest.raises(EmulationError, match=r"is a ParallelFor: name one of its iterations"):
+        run.resolve(pipeline.task(f"{loop}/use-item"))
+    with pytest.raises(EmulationError, match="is not a ParallelFor"):
+        pipeline.task("make-items[0]")
+    # getItems: a JSON list in a string is iterated too; anything else fails the loop
+    run.results["make-items"].outputs["Output"] = '["a", "b"]'
+    assert run.loop_items(loop) == ["a", "b"]
+    run.results["make-items"].outputs["Output"] = {"a": 1}
+    with pytest.raises(EmulationError, match="cannot be iterated"):
+        run.loop_items(loop)
+
+
+def test_run_loop_runs_the_body_once_per_item_in_order(tmp_path):
+    pipeline = compiled(loop_over_output, tmp_path)
+    loop = loop_path(pipeline, "comp-use-item")
+    env, record = recorder(tmp_path)
+    run = PipelineRun(pipeline, {"tag": "x"}, tmp_path / "root")
+    run.results["make-items"] = StepResult("make-items", "exec-make-items", "", [], 0, "", 0.0,
+                                           {"Output": ["0:2", "2:3"]})
+    assert run.run_loop(loop, lambda image: env) == [f"{loop}[0]", f"{loop}[1]"]
+    argvs = [json.loads(line) for line in record.read_text().splitlines()]
+    assert argvs == [["record", "0:2", "x"], ["record", "2:3", "x"]]
+    assert sorted(run.results) == sorted(["make-items", f"{loop}[0]/use-item", f"{loop}[1]/use-item"])
+    run.results["make-items"].outputs["Output"] = []      # Argo skips a loop of no items
+    assert run.run_loop(loop, lambda image: env) == []
+    assert run.skipped == {f"{loop}/use-item": f"ParallelFor {loop} has no items"}
+
+
+def test_run_all_fans_out_a_loop_over_a_pipeline_parameter(tmp_path):
+    pipeline = compiled(loop_over_parameter, tmp_path)
+    (loop,) = [path for path, spec in pipeline.dag("")["tasks"].items() if "parameterIterator" in spec]
+    env, record = recorder(tmp_path)
+    run = PipelineRun(pipeline, {"shards": ["a", "b", "c"]}, tmp_path / "root")
+    run.run_all(lambda image: env)
+    assert [json.loads(line) for line in record.read_text().splitlines()] == [
+        ["record", "a", "t"], ["record", "b", "t"], ["record", "c", "t"]]
+    assert sorted(run.results) == [f"{loop}[{i}]/use-item" for i in range(3)]

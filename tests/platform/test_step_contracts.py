@@ -11,6 +11,11 @@ again with ``training_launcher=trainjob`` against an in-memory Kubernetes API: t
 in the base image's environment, the TrainJob it creates is run as its pods would run it (the
 job's command, in the environment of the job's image), and the step reports the model the job
 published. The 7b-gpu placement runs too, and the pods the driver would build from it are checked.
+The pipeline compiled with ``--curate-pods`` runs its curation as KFP would: ``curate-plan``,
+then each stage's ParallelFor fanned out over the plan's items (one ``curate-slice`` pod per
+rank range, against the run's work directory in the ``file://`` store), then ``curate-publish``,
+whose artifact must equal the single ``curate`` step's on the same input and recipe; and with
+``start_stage=sft``, where every pod gets the empty slice and does nothing.
 A step whose image lacks a module it imports fails here (``test_a_step_whose_image_lacks_a_module_fails``).
 
 The environments are cached by requirements hash (``$DIFFUCODER_CONTRACT_CACHE``); a cold
@@ -23,20 +28,25 @@ import socket
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from packaging.requirements import Requirement
 
 from contract_envs import ROOT, ContractEnv, env_from_requirements, image_envs, image_name
 from diffucoder import __version__
+from diffucoder.data import TokenShards
 from diffucoder.kube import JOB_KINDS
 from diffucoder.kube.config import image_ref, load_cluster_config
 from diffucoder.model import build_config, memory_plan
 from diffucoder.store import open_store
+from diffucoder_kfp.compile import compile_pipeline
 from diffucoder_kfp.components.images import STEP_IMAGES
+from diffucoder_kfp.pipeline import CURATE_STAGES
 from diffucoder_kfp.placement import LAUNCHER_CPU, LAUNCHER_MEMORY
 from kfp_emulation import POD_SPEC_PARAMETER, CompiledPipeline, PipelineRun, StepResult
 from tests.checkout import COMPILED_DIR
+from tests.data.data_corpora import near_copy, python_module
 from tests.kube.kube_emulator import TRAINJOBS, Cluster, add_pod, condition, log_lines, pod, set_status
 from tests.training.training_helpers import MICRO_MODEL
 
@@ -332,6 +342,163 @@ def test_7b_gpu_placement_gives_the_model_steps_gpus_and_the_gpu_pool(envs, dag_
 def test_every_executor_ran_in_some_scenario(dag_run, trainjob_run):
     ran = {r.executor for r in dag_run.results.values()} | {trainjob_run["result"].executor}
     assert ran == set(PIPELINE.executors()), f"never run: {sorted(set(PIPELINE.executors()) - ran)}"
+
+
+# --- the curation spread over pods (the pipeline compiled with --curate-pods) ----------------
+
+CURATE_PODS = 2
+# 3 tasks per per-document stage, 2 per pod: select, signatures and keep run as the slices
+# 0:2 and 2:3; 24 permutations make 4 LSH bands, so buckets run as 0:2 and 2:4 (128 would
+# make 7 pods of 10-20 s each here, mostly imports); exact and clusters one pod each. The single
+# curate step gets the same recipe (its artifact is what the pods' must equal).
+SPREAD = ["tasks=3", "spread.tasks_per_pod=2", "dedup.num_perm=24"]
+
+
+@pytest.fixture(scope="module")
+def pods_pipeline(tmp_path_factory) -> CompiledPipeline:
+    return CompiledPipeline.load(compile_pipeline(tmp_path_factory.mktemp("curate-pods-ir"), curate_pods=CURATE_PODS))
+
+
+def curate_loops(pipeline: CompiledPipeline) -> list[tuple[str, str]]:
+    """(stage, ParallelFor task) of the pods pipeline, in DAG order."""
+    return [(task.spec["taskInfo"]["name"].removeprefix("curate-"), task.path)
+            for task in pipeline.ordered_tasks() if task.loop is not None]
+
+
+def curate_corpus(root: Path) -> Path:
+    """The contract corpus plus an exact and a near duplicate: the exact and clusters stages
+    must find them across the slices of the stages before them."""
+    corpus(root)
+    (root / "mod_0.py").write_text(python_module(0))
+    (root / "mod_0_copy.py").write_text(python_module(0))
+    (root / "mod_1.py").write_text(python_module(1))
+    (root / "zz_near_mod_1.py").write_text(near_copy(python_module(1)))
+    return root
+
+
+@pytest.fixture(scope="module")
+def curate_pods_run(envs, pods_pipeline, tmp_path_factory, pytestconfig) -> dict:
+    """The single curate step (default pipeline) and the pods pipeline's curate-plan, every
+    stage's ParallelFor iterations and curate-publish, on one input and recipe, in the base
+    image's environment, both publishing to one file:// store."""
+    tmp = tmp_path_factory.mktemp("contract-curate-pods")
+    params = {**PARAMS, "curate_overrides": [*PARAMS["curate_overrides"], *SPREAD],
+              "store_root": (tmp / "store").as_uri(), "curate_input": str(curate_corpus(tmp / "corpus"))}
+
+    def env_for(image):
+        return envs[image_name(image)]
+
+    single = PipelineRun(PIPELINE, {**params, "run_name": "contract-single"}, tmp / "single-root",
+                         job_id="contract-single-0001")
+    single.execute("curate", env_for)
+    # run_name empty: every pod names the run by the job id, as on a cluster
+    run = PipelineRun(pods_pipeline, {**params, "run_name": ""}, tmp / "pods-root", job_id="contract-pods-0001")
+    run.execute("curate-plan", env_for)
+    iterations = {stage: run.run_loop(loop, env_for) for stage, loop in curate_loops(pods_pipeline)}
+    run.execute("curate-publish", env_for)
+    report(pytestconfig, f"contract curate-pods: single curate {single.results['curate'].seconds:.0f} s; "
+                         f"{sum(map(len, iterations.values()))} slice pods "
+                         f"{sum(r.seconds for p, r in run.results.items() if '[' in p):.0f} s, "
+                         f"plan + publish {run.results['curate-plan'].seconds + run.results['curate-publish'].seconds:.0f} s")
+    return {"single": single, "run": run, "iterations": iterations}
+
+
+def test_the_pods_pipeline_has_one_loop_per_stage_in_order(pods_pipeline):
+    assert [stage for stage, _ in curate_loops(pods_pipeline)] == list(CURATE_STAGES)
+
+
+def test_each_stage_ran_one_slice_pod_per_item_of_the_plan(curate_pods_run):
+    """Every loop fanned out over its stage's items as curate-plan output them, in the base
+    image, each pod sized by the plan and publishing its slice of the work directory."""
+    run = curate_pods_run["run"]
+    plan = run.results["curate-plan"].outputs
+    assert plan["select"] == ["0:2", "2:3"] and plan["exact"] == ["0:1"] and plan["keep"] == ["0:2", "2:3"]
+    assert plan["buckets"] == ["0:2", "2:4"] and plan["clusters"] == ["0:1"]
+    work = f"runs/{run.job_id}/curate-work"
+    published = open_store(run.params["store_root"]).list_artifacts(f"{work}/")
+    assert len(published) == sum(len(plan[stage]) for stage in CURATE_STAGES)
+    for stage, iterations in curate_pods_run["iterations"].items():
+        assert len(iterations) == len(plan[stage]), stage
+        for iteration, ranks in zip(iterations, plan[stage]):
+            (path,) = [p for p in run.results if p.startswith(f"{iteration}/")]
+            result = run.results[path]
+            assert run.resolve(run.pipeline.task(path))[0]["ranks"] == ranks
+            assert result.image == image_ref("base"), path
+            assert f"[curate-{stage}] tasks {ranks} on a pod of cpu {plan[f'{stage}_cpu']}" in result.log
+            a, b = map(int, ranks.split(":"))
+            assert f"{work}/{stage}/{a:05d}-{b:05d}" in published, (stage, ranks)
+            pod = run.pod_spec(path)
+            size = {"cpu": plan[f"{stage}_cpu"], "memory": plan[f"{stage}_memory"]}
+            assert pod["resources"] == {"requests": size, "limits": size}, path
+
+
+def published_curation(run: PipelineRun, path: str, cache: Path) -> tuple[dict, dict, TokenShards]:
+    """(the curated artifact's KFP metadata, its stats.json, the shards as pretrain opens them)."""
+    metadata = dict(run.results[path].outputs["curated"].metadata)
+    store, name = open_store(run.params["store_root"]), metadata["store_uri"].removeprefix(
+        run.params["store_root"] + "/")
+    stats = json.loads(store.open_file(name, "stats.json"))
+    return metadata, stats, TokenShards.open(metadata["store_uri"], cache_dir=cache, verify=True)
+
+
+def test_curate_publish_gives_pretrain_what_the_single_curate_step_gives(curate_pods_run, tmp_path):
+    single, run = curate_pods_run["single"], curate_pods_run["run"]
+    pods_meta, pods_stats, pods = published_curation(run, "curate-publish", tmp_path / "cache")
+    one_meta, one_stats, one = published_curation(single, "curate", tmp_path / "cache")
+    assert pods_meta["store_uri"] == f"{run.params['store_root']}/runs/{run.job_id}/curated"
+    # what pretrain reads: shards.json, both splits' shards (sha256-checked above), the tokenizer
+    for shards in (pods, one):
+        assert (shards.root / "shards.json").is_file() and len(shards.train) > 0 and len(shards.val) > 0
+        tokenizer = shards.load_tokenizer()
+        assert tokenizer.convert_tokens_to_ids("<|mask|>") == shards.mask_id
+    assert np.array_equal(pods.train[:], one.train[:]) and np.array_equal(pods.val[:], one.val[:])
+    assert pods.index == one.index
+    assert pods.load_tokenizer().get_vocab() == one.load_tokenizer().get_vocab()
+    # the curation found the planted duplicates across slices, as the single run did
+    assert one_stats["removed"]["dedup"]["exact_duplicate"] >= 1, one_stats["removed"]
+    assert one_stats["removed"]["dedup"]["near_duplicate"] >= 1, one_stats["removed"]
+    for key in ("read", "removed", "removed_bytes", "kept", "near_dedup", "decontam", "tokenizer", "pack"):
+        assert pods_stats[key] == one_stats[key], key
+    timing = "seconds_total"
+    assert {**pods_meta, "store_uri": "", "metrics": {**pods_meta["metrics"], timing: 0}} == \
+        {**one_meta, "store_uri": "", "metrics": {**one_meta["metrics"], timing: 0}}
+
+
+def test_a_run_from_an_existing_model_passes_the_pods_curation_without_work(envs, pods_pipeline, tmp_path):
+    """start_stage=sft on the pods pipeline (the tiny recipe as is: no fixed tasks needed when
+    curation is skipped): every loop gets the one empty slice "0:0", its pod does nothing and
+    reads no input (none exists), and curate-publish passes on the skipped reference."""
+    store_root = (tmp_path / "store").as_uri()
+    params = {**PARAMS, "start_stage": "sft", "store_root": store_root,
+              "curate_input": str(tmp_path / "no-such-input")}
+    run = PipelineRun(pods_pipeline, params, tmp_path / "root", job_id="contract-pods-sft")
+
+    def env_for(image):
+        return envs[image_name(image)]
+
+    run.execute("curate-plan", env_for)
+    for stage, loop in curate_loops(pods_pipeline):
+        (iteration,) = run.run_loop(loop, env_for)
+        (path,) = [p for p in run.results if p.startswith(f"{iteration}/")]
+        assert run.resolve(run.pipeline.task(path))[0]["ranks"] == "0:0"
+        assert "curation is skipped" in run.results[path].log, run.results[path].tail()
+    publish = run.execute("curate-publish", env_for)
+    assert publish.outputs["curated"].metadata["kind"] == "skipped"
+    assert open_store(store_root).list_artifacts("") == []
+
+
+def test_every_executor_of_the_curate_pods_pipeline_ran_in_some_scenario(pods_pipeline, dag_run, trainjob_run,
+                                                                         curate_pods_run):
+    """The pods pipeline's own executors ran above; the others are the default pipeline's, the
+    same containers, which ran in the DAG run."""
+    ran_default = {r.executor for r in dag_run.results.values()} | {trainjob_run["result"].executor}
+    ran_pods = {r.executor for r in curate_pods_run["run"].results.values()}
+    default = PIPELINE.ir["deploymentSpec"]["executors"]
+    for label, spec in pods_pipeline.ir["deploymentSpec"]["executors"].items():
+        if label not in ran_pods:
+            assert label in ran_default and spec == default[label], f"never run: {label}"
+    assert {"exec-curate-plan", "exec-curate-publish"} <= ran_pods
+    assert sum(label.startswith("exec-curate-slice") for label in ran_pods) == len(CURATE_STAGES)
 
 
 def core_only_requirements() -> str:

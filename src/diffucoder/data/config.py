@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from diffucoder.config import ConfigError, setting
+from diffucoder.errors import DiffucoderError
+from diffucoder.kube.pods import check_quantity
 
 PYTHON_STDLIB = "<python-stdlib>"  # an input path naming this interpreter's standard library
 
@@ -120,6 +122,28 @@ class ReportConfig:
 
 
 @dataclass
+class SpreadConfig:
+    """How the pipeline compiled with ``--curate-pods`` spreads each stage's tasks over pods, and
+    what ``diffucoder curate --print-plan`` estimates. A whole ``diffucoder curate`` run ignores
+    it; a task slice (``--stage``/``--task-rank``) runs ``workers_per_pod`` tasks at a time
+    unless ``workers`` is set."""
+    tasks_per_pod: int = setting(1, min=1, max=100_000,
+                                 help="consecutive tasks of a stage one pod runs")
+    workers_per_pod: int = setting(1, min=1, max=512,
+                                   help="tasks a pod runs at once: its CPU request")
+    memory_per_worker: str = setting("2Gi", help="memory per worker (Kubernetes quantity); a "
+                                                 "pod asks workers_per_pod times this")
+    single_task_memory: str = setting("8Gi", help="memory of the pod of a one-task stage "
+                                                  "(exact, clusters), which holds what every "
+                                                  "task wrote")
+    input_gb: float = setting(0.0, min=0.0, help="expected size of the input in GB, for "
+                                                 "--print-plan's wall times (0 = not estimated)")
+    mb_per_s_per_core: float = setting(1.0, min=0.001, help="per-core rate of one pass over "
+                                                            "the data (benchmarks/curate.py), "
+                                                            "for --print-plan's wall times")
+
+
+@dataclass
 class CurateConfig:
     input: InputConfig = field(default_factory=InputConfig)
     languages: list[str] = setting(default_factory=lambda: ["python"],
@@ -139,6 +163,7 @@ class CurateConfig:
     tasks: int = setting(0, min=0, max=100_000,
                          help="datatrove engine: tasks each per-document stage is split into, "
                               "input files shared out by task (0 = one per worker)")
+    spread: SpreadConfig = field(default_factory=SpreadConfig)
 
     def validate(self) -> None:
         if not self.input.paths:
@@ -155,6 +180,11 @@ class CurateConfig:
                                           self.decontam.benchmark_files):
             raise ConfigError("'decontam.benchmark_files': decontamination is enabled but no "
                               "benchmark is given (set decontam.humaneval or list files)")
+        for key in ("memory_per_worker", "single_task_memory"):
+            try:
+                check_quantity(getattr(self.spread, key), f"'spread.{key}'")
+            except DiffucoderError as err:
+                raise ConfigError(str(err)) from None
         for ext in self.input.extensions:
             if not ext.startswith("."):
                 raise ConfigError(f"'input.extensions.{ext}': extensions start with '.'")

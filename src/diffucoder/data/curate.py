@@ -34,10 +34,11 @@ from diffucoder.data.pack import build_tokenizer, pack_corpus, train_tokenizer
 from diffucoder.data.remote import localize_inputs
 from diffucoder.data.select import Selection, select_documents
 from diffucoder.data.shards import FORMAT, VERSION
-from diffucoder.data.trove import missing_tasks
+from diffucoder.data.trove import missing_tasks, parse_ranks
 from diffucoder.data.trove import run_stages as run_trove_stages
 from diffucoder.data.trove import run_task as run_trove_task
 from diffucoder.data.trove_select import TroveSelection
+from diffucoder.data.trove_store import StoreWorkdir, is_store_uri
 from diffucoder.errors import DiffucoderError
 from diffucoder.store import resolve
 
@@ -60,12 +61,17 @@ def run_curate(cfg: CurateConfig, output_uri: str, workdir: str | None = None,
     """Curate ``cfg.input.paths`` and publish the artifact at ``output_uri`` (a store URI).
 
     ``run_stages=False`` (datatrove engine, with ``workdir``): the stages have already run
-    task by task (``run_curate_task``); only add up, tokenize, pack and publish."""
+    task by task (``run_curate_task``); only add up, tokenize, pack and publish. ``workdir``
+    is then the tasks' shared directory, or their work directory in the store (``s3://`` or
+    ``file://``, ``trove_store``), from which only what publishing reads is downloaded."""
     cfg.validate()
     if not run_stages and (cfg.engine != "datatrove" or workdir is None):
         raise DiffucoderError("publishing stages run task by task needs engine=datatrove and "
                               "the --workdir the tasks used")
     store, name = resolve(output_uri)       # a bad output URI fails before any work
+    store_work = None
+    if not run_stages and is_store_uri(workdir):
+        store_work, workdir = StoreWorkdir(workdir), None
     own_work = workdir is None
     work = Path(workdir or tempfile.mkdtemp(prefix="diffucoder-curate-")).absolute()
     artifact = work / "artifact"
@@ -74,7 +80,9 @@ def run_curate(cfg: CurateConfig, output_uri: str, workdir: str | None = None,
     ok = False
     try:
         started = time.perf_counter()
-        roots = localize_inputs(cfg.input.paths, work / "inputs")
+        # publishing task slices reads their outputs, not the inputs
+        roots = localize_inputs(cfg.input.paths, work / "inputs") if run_stages else \
+            list(cfg.input.paths)
         workers = default_workers(cfg.workers)
         if cfg.engine == "builtin":
             sel = select_documents(cfg, roots, workers, progress)
@@ -89,8 +97,12 @@ def run_curate(cfg: CurateConfig, output_uri: str, workdir: str | None = None,
                 shutil.rmtree(trove, ignore_errors=True)   # a whole run starts afresh
                 build_index(cfg.decontam)                   # bad benchmark files fail here
                 run_trove_stages(cfg, roots, trove, workers)
+            elif store_work is not None:
+                _check_stages_done(cfg, store_work.uri, store_work.missing(cfg, workers))
+                shutil.rmtree(trove, ignore_errors=True)
+                store_work.fetch("publish", range(0), trove)
             else:
-                _check_stages_done(cfg, trove, workers)
+                _check_stages_done(cfg, trove, missing_tasks(cfg, trove, workers))
             sel = TroveSelection.load(cfg, trove)
             _check_not_empty(sel)
             t_select = time.perf_counter()
@@ -121,17 +133,32 @@ def run_curate(cfg: CurateConfig, output_uri: str, workdir: str | None = None,
                 shutil.rmtree(work / sub if sub else work, ignore_errors=True)
 
 
-def run_curate_task(cfg: CurateConfig, workdir: str, stage: str, rank: int) -> None:
-    """Run task ``rank`` of one datatrove stage in ``workdir`` (one pod's slice of the run).
-    Stages must run in order (``trove.stage_plan``); then ``run_curate(..., workdir,
-    run_stages=False)`` publishes."""
+def run_curate_task(cfg: CurateConfig, workdir: str, stage: str, ranks: int | str | range) -> str:
+    """Run tasks ``ranks`` (a rank, ``"a:b"`` or a range) of one datatrove stage: one pod's slice
+    of the run. ``workdir`` is a directory every slice shares, or a work directory in the store
+    (``s3://...`` / ``file://...``: each slice downloads what it reads and publishes what it
+    wrote, ``trove_store``). Stages must run in order (``trove.stage_plan``); then
+    ``run_curate(..., workdir, run_stages=False)`` publishes. What happened, for the log.
+    Workers: ``workers``, else ``spread.workers_per_pod`` (a pod's CPUs, not its node's)."""
     cfg.validate()
     if cfg.engine != "datatrove":
         raise DiffucoderError("'engine': task slices need engine=datatrove")
     _check_fixed_tasks(cfg)
+    ranks = parse_ranks(ranks)
+    workers = cfg.workers or cfg.spread.workers_per_pod
+    if is_store_uri(workdir):
+        scratch = Path(tempfile.mkdtemp(prefix="diffucoder-slice-"))
+        try:
+            roots = localize_inputs(cfg.input.paths, scratch / "inputs") if stage == "select" else []
+            return StoreWorkdir(workdir).run_slice(cfg, roots, stage, ranks, scratch, workers)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
     work = Path(workdir).absolute()
-    roots = localize_inputs(cfg.input.paths, work / "inputs")
-    run_trove_task(cfg, roots, work / "trove", stage, rank, default_workers(cfg.workers))
+    # only the select stage reads the inputs; the others read what earlier stages wrote
+    roots = localize_inputs(cfg.input.paths, work / "inputs") if stage == "select" else []
+    run_trove_task(cfg, roots, work / "trove", stage, ranks, workers)
+    which = f"task {ranks.start}" if len(ranks) == 1 else f"tasks {ranks.start}..{ranks.stop - 1}"
+    return f"finished {which} of stage {stage} in {work}"
 
 
 def _check_fixed_tasks(cfg: CurateConfig) -> None:
@@ -140,12 +167,11 @@ def _check_fixed_tasks(cfg: CurateConfig) -> None:
                               "task (0 means one per worker, which differs between machines)")
 
 
-def _check_stages_done(cfg: CurateConfig, trove: Path, workers: int) -> None:
+def _check_stages_done(cfg: CurateConfig, where, missing: dict[str, list[int]]) -> None:
     _check_fixed_tasks(cfg)
-    missing = missing_tasks(cfg, trove, workers)
     if missing:
         listed = "; ".join(f"{stage}: ranks {ranks}" for stage, ranks in missing.items())
-        raise DiffucoderError(f"curation tasks have not all finished in {trove} ({listed}); "
+        raise DiffucoderError(f"curation tasks have not all finished in {where} ({listed}); "
                               "run them first (diffucoder curate --stage NAME --task-rank I)")
 
 
@@ -160,7 +186,7 @@ def _check_not_empty(sel: Selection) -> None:
             "nothing to publish. Loosen the filters or give more input")
 
 
-def _stats(cfg: CurateConfig, uri: str, roots: list[Path], sel: Selection,
+def _stats(cfg: CurateConfig, uri: str, roots: list[Path] | list[str], sel: Selection,
            tok_stats: dict[str, Any], packed, workers: int) -> dict[str, Any]:
     return {
         "output_uri": uri, "inputs": [str(r) for r in roots], "config": to_dict(cfg),

@@ -3,7 +3,9 @@
     from diffucoder.data.trove import run_stages, run_task, stage_plan
     stage_plan(cfg, workers=2)               # [("select", 2), ("exact", 1), ..., ("keep", 2)]
     run_stages(cfg, roots, work / "trove", workers=2)        # every stage, one machine
-    run_task(cfg, roots, work / "trove", "select", rank=1)   # one slice: what one pod runs
+    run_task(cfg, roots, work / "trove", "select", 1, workers=1)     # one task, as a pod runs it
+    run_task(cfg, roots, work / "trove", "select", range(0, 4), workers=2)  # a pod's 4 tasks
+    stage_slices(cfg, workers=2)             # {"select": ["0:16", "16:32", ...], ...}: the pods
     # then diffucoder.data.trove_select.TroveSelection.load(cfg, work / "trove") adds up
 
 Six stages, each a datatrove ``LocalPipelineExecutor`` that starts when the one before has
@@ -39,8 +41,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections import Counter
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -508,24 +511,117 @@ def run_stages(cfg: CurateConfig, roots: list[Path], trove: Path, workers: int) 
         _executor(cfg, roots, trove, stage, tasks, workers, skip_completed=False).run()
 
 
-def run_task(cfg: CurateConfig, roots: list[Path], trove: Path, stage: str, rank: int,
-             workers: int) -> None:
-    """Task ``rank`` of ``stage`` only (what one pod of a parallel loop runs). A task already
-    marked complete in ``trove`` is not run again, so a retried pod resumes."""
+def parse_ranks(text: str | int | range) -> range:
+    """``"7"`` -> ranks 7..7, ``"4:8"`` -> ranks 4..7 (end excluded; ``"0:0"`` is no rank)."""
+    if isinstance(text, range):
+        return text
+    if isinstance(text, int):
+        return range(text, text + 1)
+    start, sep, end = str(text).partition(":")
+    try:
+        ranks = range(int(start), int(end)) if sep else range(int(start), int(start) + 1)
+    except ValueError:
+        raise DiffucoderError(f"'--task-rank': {text!r} is not a rank I or a range A:B") from None
+    if ranks.start < 0 or ranks.stop < ranks.start:
+        raise DiffucoderError(f"'--task-rank': {text!r} is not a range of ranks (0 <= A <= B)")
+    return ranks
+
+
+def stage_slices(cfg: CurateConfig, workers: int) -> dict[str, list[str]]:
+    """Stage -> the rank ranges (``"a:b"``, end excluded) of its pods, ``spread.tasks_per_pod``
+    consecutive tasks each, for every stage in ``STAGES``; a stage this recipe does not run
+    gets one empty range ``"0:0"`` (a KFP loop must not be empty: Argo skips an empty loop,
+    and a skipped task does not let the next stage start)."""
+    per_pod = cfg.spread.tasks_per_pod
+    plan = dict(stage_plan(cfg, workers))
+    return {stage: [f"{a}:{min(a + per_pod, plan[stage])}" for a in range(0, plan[stage], per_pod)]
+            if stage in plan else ["0:0"] for stage in STAGES}
+
+
+def check_task(cfg: CurateConfig, stage: str, ranks: range, workers: int,
+               missing: dict[str, list[int]]) -> int:
+    """Refuse tasks ``ranks`` of ``stage`` unless they exist and every earlier stage has
+    finished (``missing``: stage -> unfinished ranks); the stage's number of tasks (0 for a
+    stage this recipe skips, which only the empty range may name)."""
     plan = dict(stage_plan(cfg, workers))
     if stage not in plan:
+        if stage in STAGES and not ranks:
+            return 0                   # a stage this recipe skips: the pipeline's empty slice
         raise DiffucoderError(f"'--stage': {stage!r} is not a stage of this recipe "
                               f"(stages: {', '.join(plan)})")
-    if not 0 <= rank < plan[stage]:
-        raise DiffucoderError(f"'--task-rank': {rank} is outside 0..{plan[stage] - 1} "
+    if not ranks or ranks.stop > plan[stage]:
+        shown = str(ranks.start) if len(ranks) == 1 else f"{ranks.start}:{ranks.stop}"
+        raise DiffucoderError(f"'--task-rank': {shown} is outside 0..{plan[stage] - 1} "
                               f"(stage {stage} has {plan[stage]} task(s))")
     earlier = list(plan)[:list(plan).index(stage)]
-    unfinished = {s: r for s, r in missing_tasks(cfg, trove, workers).items() if s in earlier}
+    unfinished = {s: r for s, r in missing.items() if s in earlier}
     if unfinished:
         listed = "; ".join(f"{s}: ranks {r}" for s, r in unfinished.items())
         raise DiffucoderError(f"stage {stage} needs the stages before it finished ({listed})")
-    _executor(cfg, roots, trove, stage, plan[stage], 1, local_tasks=1,
-              local_rank_offset=rank).run()
+    return plan[stage]
+
+
+SINGLE_TASK_STAGES = ("exact", "clusters")   # hold what every task of a stage wrote
+DATA_PASS_STAGES = ("select", "signatures", "keep")   # one pass over the documents each
+
+
+@dataclass(frozen=True)
+class StageSpread:
+    """One stage spread over pods (``spread_plan``)."""
+
+    stage: str
+    tasks: int
+    pods: int
+    workers: int                   # per pod: tasks it runs at once, its CPU request
+    memory_per_worker: str
+    pod_memory: str
+    wall_s: float | None           # all pods at once, at spread.mb_per_s_per_core; None: unknown
+
+
+def scale_quantity(quantity: str, times: int) -> str:
+    """``"2Gi"`` x 8 -> ``"16Gi"`` (a Kubernetes quantity times a count, same unit)."""
+    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)([A-Za-z]*)", quantity)
+    if not match:
+        raise DiffucoderError(f"{quantity!r} is not a Kubernetes quantity")
+    value = float(match.group(1)) * times
+    return f"{int(value) if value.is_integer() else round(value, 3)}{match.group(2)}"
+
+
+def spread_plan(cfg: CurateConfig, workers: int) -> list[StageSpread]:
+    """Every stage of this recipe as the pipeline compiled with ``--curate-pods`` runs it:
+    ``spread.tasks_per_pod`` consecutive tasks per pod, ``spread.workers_per_pod`` of them at
+    once. Wall times are estimates for the stages that make one pass over the documents
+    (``input_gb`` at ``mb_per_s_per_core``, every pod at once; for signatures and keep an
+    upper bound: they read only what select kept); the others scale with the number of
+    documents, which no rate here covers."""
+    sp = cfg.spread
+    out = []
+    for stage, tasks in stage_plan(cfg, workers):
+        single = stage in SINGLE_TASK_STAGES
+        per_pod = min(sp.tasks_per_pod, tasks)
+        pods = -(-tasks // per_pod)
+        pod_workers = 1 if single else min(sp.workers_per_pod, per_pod)
+        per_worker = sp.single_task_memory if single else sp.memory_per_worker
+        wall = None
+        if stage in DATA_PASS_STAGES and sp.input_gb:
+            wall = sp.input_gb * 1000 / (sp.mb_per_s_per_core * pods * pod_workers)
+        out.append(StageSpread(stage, tasks, pods, pod_workers, per_worker,
+                               scale_quantity(per_worker, pod_workers), wall))
+    return out
+
+
+def run_task(cfg: CurateConfig, roots: list[Path], trove: Path, stage: str, ranks: range | int,
+             workers: int, missing: dict[str, list[int]] | None = None) -> None:
+    """Tasks ``ranks`` of ``stage`` only (what one pod of a parallel loop runs), ``workers`` at a
+    time. A task already marked complete in ``trove`` is not run again, so a retried pod resumes.
+    ``missing`` (stage -> unfinished ranks) is where the earlier stages stand; default: the
+    completion marks in ``trove``."""
+    ranks = parse_ranks(ranks)
+    tasks = check_task(cfg, stage, ranks, workers,
+                       missing_tasks(cfg, trove, workers) if missing is None else missing)
+    if tasks:
+        _executor(cfg, roots, trove, stage, tasks, min(workers, len(ranks)),
+                  local_tasks=len(ranks), local_rank_offset=ranks.start).run()
 
 
 def missing_tasks(cfg: CurateConfig, trove: Path, workers: int) -> dict[str, list[int]]:

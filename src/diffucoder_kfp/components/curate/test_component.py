@@ -6,7 +6,8 @@ import pytest
 from kfp import local
 
 from diffucoder.store import resolve
-from diffucoder_kfp.components.curate import curate
+from diffucoder_kfp.components.curate import curate, curate_plan, curate_publish, curate_slice
+from diffucoder_kfp.pipeline import CURATE_STAGES
 from diffucoder_kfp.components.images import BASE_IMAGE
 from diffucoder_kfp.components.testing import compile_component
 
@@ -66,3 +67,12 @@ def test_runs_on_the_local_runner(tmp_path):
     assert "near" in report.read_text().lower()
     store, name = resolve(ref["uri"])
     assert store.has_artifact(name)
+
+
+def test_spread_components_are_typed():
+    assert set(curate_plan.component_spec.inputs) == {"preset", "input_uri", "overrides", "start_stage"}
+    outputs = curate_plan.component_spec.outputs
+    for stage in CURATE_STAGES:
+        assert outputs[stage].type == "List" and outputs[f"{stage}_cpu"].type == "String"
+    assert set(curate_slice.component_spec.inputs) >= {"stage", "ranks", "store_root", "run_id", "start_stage"}
+    assert set(curate_publish.component_spec.outputs) == set(curate.component_spec.outputs)
