@@ -1,31 +1,32 @@
-"""Does coupled-GRPO improve a model? Held-out pass@1 before and after RL, with intervals.
+"""Learning you can see on a CPU: SFT solves held-out tasks, coupled-GRPO lifts them, with intervals.
 
-    .venv/bin/python benchmarks/rl_lift.py                            # SFT a tiny model first, then RL
-    .venv/bin/python benchmarks/rl_lift.py --workdir /tmp/lift        # keep (and on a rerun reuse) the SFT model
-    .venv/bin/python benchmarks/rl_lift.py --rl-steps 40 --estimators coupled,decoupled --json lift.json
+    .venv/bin/python benchmarks/rl_lift.py                          # everything, ~45-75 min on 2 cores
+    .venv/bin/python benchmarks/rl_lift.py --workdir /tmp/lift      # keep (and on a rerun reuse) the SFT model
+    .venv/bin/python benchmarks/rl_lift.py --estimators coupled --skip ar_baseline,decoding --json lift.json
 
 1. The task suite: the project's synthetic function-writing tasks of ``--families``; train and
-   held-out splits are disjoint by task parameters (``diffucoder.tasks``).
-2. The starting model: ``--sft-model DIR``, or a fresh ``tiny``-preset model (BPE trained on the
-   suite's texts) instruction-tuned with the project's SFT recipe (``configs/tiny-cpu/sft.yaml``)
-   for ``--sft-steps`` on the training split.
-3. Held-out pass@1 of that model: greedy decoding of every held-out task, tested in the sandbox
-   (``diffucoder.evaluation``, the same code as the DAG's evaluate step).
-4. For each of ``--estimators``: coupled-GRPO from the SFT model with the same budget
-   (``--rl-steps`` steps of ``configs/tiny-cpu/rl.yaml`` on the training prompts, rewards from
-   the sandbox), then held-out pass@1 again.
+   held-out splits are disjoint by task parameters (``diffucoder.tasks``), training tasks in
+   ``--wordings`` wordings each.
+2. SFT (the project's recipe, ``configs/tiny-cpu/sft.yaml`` with this script's budget): a fresh
+   ``tiny`` model (BPE trained on the suite's texts) trained ``--sft-steps``, the first
+   ``--ar-warmup`` of them autoregressively, the rest by masked diffusion. Every ``--curve-every``
+   steps the model is saved and decoded greedily on a fixed sample of held-out tasks: the learning
+   curve (held-out pass@1 and the loss against steps) is ``sft_curve.png``. Its evaluation time is
+   not counted as training time.
+3. The AR baseline: the same model trained for the same steps autoregressively only, decoded left
+   to right (``ar_baseline.py``): a sanity check of the data and the budget.
+4. Held-out pass@1 of the SFT model (greedy, every held-out task, the DAG's evaluate step).
+5. Decoding on the SFT model: AR-ness (local and global) against temperature (``arness/``), and
+   held-out pass@1 of ``steps = N/2`` and of the approximate cached modes against exact decoding
+   with ``steps = N`` (paired over tasks).
+6. For each of ``--estimators``: coupled-GRPO from the SFT model with the same budget (``--rl-steps``
+   of ``configs/tiny-cpu/rl.yaml`` on the training prompts, rewards from the sandbox), then held-out
+   pass@1 again, paired against the SFT model.
 
-Reported per model: tasks solved / tasks, pass@1 with a 95 % Wilson interval; per RL run the
-change against the SFT model on the same tasks, with a 95 % paired-bootstrap interval (over
-tasks) and the exact McNemar p-value (tasks solved by one model and not the other), plus the
-RL run's own training curve figures (reward, pass rate, KL). "Lift beyond the interval" means
-the paired interval of the change lies above 0.
-
-Measured on 2 CPU cores (2026-12-03, ``--families replace_char,count_char``): the SFT model answers
-every held-out task with a well-formed function but solves 0/30 (it does not copy the requested
-characters of unseen parameter sets), and 20-30 RL steps (lr 2e-5 or 3e-4, coupled or decoupled)
-leave it at 0/30: no lift at this budget. The RL runs' logged estimator variance is 1.9 (coupled)
-vs 6.6 (decoupled).
+Intervals: 95 % Wilson for a pass rate; for a change against a reference on the same tasks, a 95 %
+paired-bootstrap interval over tasks and the exact McNemar p-value. "Lift beyond the interval"
+means the paired interval of the change lies above 0. Figures go to stdout, ``report.md``, the JSON
+and the plots in the work directory.
 """
 from __future__ import annotations
 
@@ -33,13 +34,39 @@ import argparse
 import json
 import math
 import random
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-RL_SHAPE = ["rollout.group_size=8", "rollout.prompts_per_step=4", "rollout.sampling.max_new_tokens=48",
-            "rollout.sampling.steps=24", "objective.ref_sync_every=0", "checkpoint.every_steps=0"]
+import matplotlib
 
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from diffucoder.config import load_config  # noqa: E402
+from diffucoder.config.recipes import recipe_path  # noqa: E402
+from diffucoder.evaluation import EvaluateConfig, evaluate  # noqa: E402
+from diffucoder.model import load_model, save_model  # noqa: E402
+from diffucoder.recipes.coupled_grpo import RLConfig, train_rl  # noqa: E402
+from diffucoder.recipes.masked_diffusion import SFTConfig, train  # noqa: E402
+from diffucoder.sampling import load_tokenizer  # noqa: E402
+from diffucoder.sampling.arness_report import measure_arness, write_arness_report  # noqa: E402
+from diffucoder.serving.smoke import random_model_dir  # noqa: E402
+from diffucoder.tasks import generate_suite, verify_references  # noqa: E402
+from diffucoder.tasks import write_suite as write_tasks  # noqa: E402
+from diffucoder.training.chat import render_prompt, split_chat  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ar_baseline import ARCompleter, train_ar  # noqa: E402
+
+FAMILIES = ("affine_map,aggregate_divisible,count_compare,filter_mod,clamp,running,window_sum,rotate,pair_sums,"
+            "polynomial,digit_sum,recurrence,replace_char,count_char")
+STUDIES = ("ar_baseline", "decoding")
+
+
+# -- statistics -----------------------------------------------------------------------------------
 
 def wilson(successes: int, total: int, z: float = 1.96) -> tuple[float, float]:
     if total == 0:
@@ -69,77 +96,6 @@ def mcnemar_p(before: list[int], after: list[int]) -> float:
     return min(1.0, 2 * tail)
 
 
-def write_suite(root: Path, families: list[str], seed: int, wordings: int) -> dict[str, int]:
-    """Held-out tasks in one wording (``seed``); training tasks in ``wordings`` wordings each (seeds
-    ``seed``, ``seed + 1``, ...: other names, phrasing and test inputs, the same parameters), so a
-    small model must read the request instead of recalling an answer. The split is by parameters
-    and does not depend on the seed: no held-out parameter set is ever trained on."""
-    import dataclasses
-
-    from diffucoder.tasks import generate_suite, verify_references
-    from diffucoder.tasks import write_suite as write
-    tasks = generate_suite(seed=seed, max_per_family=0, families=families)
-    for extra in range(1, wordings):
-        tasks += [dataclasses.replace(t, task_id=f"{t.task_id}@wording{extra}")
-                  for t in generate_suite(seed=seed + extra, max_per_family=0, families=families) if t.split == "train"]
-    failures = verify_references(tasks)
-    if failures:
-        sys.exit(f"reference solutions fail: {failures[:3]}")
-    write(tasks, root)
-    return {split: sum(t.split == split for t in tasks) for split in ("train", "heldout")}
-
-
-def fresh_model(root: Path, suite: Path, vocab: int, seed: int) -> Path:
-    """A random ``tiny`` model whose BPE is trained on the suite's chat texts (short sequences)."""
-    from diffucoder.serving.smoke import random_model_dir
-    from diffucoder.training.chat import split_chat
-    records = [json.loads(line) for line in (suite / "sft-train.jsonl").read_text().splitlines()]
-    texts = ["".join(split_chat(r)) for r in records]
-    return random_model_dir(root, preset="tiny", vocab_size=vocab, seed=seed, texts=texts)
-
-
-def sft(init: Path, suite: Path, workdir: Path, args: argparse.Namespace) -> Path:
-    from diffucoder.config import load_config
-    from diffucoder.config.recipes import recipe_path
-    from diffucoder.recipes.masked_diffusion import TrainConfig
-    from diffucoder.recipes.masked_diffusion import train
-    cfg = load_config(TrainConfig, recipe_path("tiny-cpu", "sft"), [
-        f"model.init_from={init}", f"data.uri={suite}", f"output.workdir={workdir}", f"train.steps={args.sft_steps}",
-        f"optim.lr={args.sft_lr}", f"optim.warmup_steps={min(20, args.sft_steps)}", f"data.seq_len={args.seq_len}", "checkpoint.every_steps=0",
-        f"train.eval_every={max(1, args.sft_steps // 4)}", f"train.threads={args.threads}", f"train.seed={args.seed}"])
-    result = train(cfg)
-    print(f"SFT: {args.sft_steps} steps in {result.summary['train_seconds']:.0f} s, loss "
-          f"{result.summary['first_loss']:.2f} -> {result.summary['final_loss']:.2f} (held-out "
-          f"{result.summary['first_eval_loss']:.2f} -> {result.summary['final_eval_loss']:.2f})", flush=True)
-    return result.model_dir
-
-
-def heldout_verdicts(model: Path, suite: Path, out_dir: Path, args: argparse.Namespace) -> dict[str, int]:
-    """task id -> 1 if the greedy answer passes every test (the DAG's evaluate step, all held-out tasks)."""
-    from diffucoder.config import load_config
-    from diffucoder.config.recipes import recipe_path
-    from diffucoder.evaluation import EvaluateConfig, evaluate
-    cfg = load_config(EvaluateConfig, recipe_path("tiny-cpu", "evaluate"), [
-        f"benchmarks=[{{name: synthetic, path: '{suite}', split: heldout}}]", "max_tasks=0", "n_samples=1",
-        f"sampling.max_new_tokens={args.max_new_tokens}", f"sampling.steps={args.decode_steps}", "batch_size=16"])
-    evaluate(cfg, str(model), out_dir, progress=False)
-    rows = [json.loads(line) for line in (out_dir / "results.jsonl").read_text().splitlines()]
-    return {row["task_id"]: int(row["passed"] == row["n"]) for row in rows}
-
-
-def rl(model: Path, suite: Path, workdir: Path, estimator: str, args: argparse.Namespace) -> tuple[Path, dict]:
-    from diffucoder.config import load_config
-    from diffucoder.config.recipes import recipe_path
-    from diffucoder.recipes.coupled_grpo import RLConfig
-    from diffucoder.recipes.coupled_grpo import train_rl
-    cfg = load_config(RLConfig, recipe_path("tiny-cpu", "rl"), [
-        f"model.init_from={model}", f"data.uri={suite}", f"output.workdir={workdir}", f"train.steps={args.rl_steps}",
-        f"objective.estimator.method={estimator}", f"optim.lr={args.rl_lr}", f"train.seed={args.seed}",
-        f"rollout.sampling.temperature={args.rollout_temperature}", f"train.threads={args.threads}", *RL_SHAPE])
-    result = train_rl(cfg)
-    return result.model_dir, result.summary
-
-
 def row(name: str, verdicts: dict[str, int], seconds: float) -> dict:
     solved, total = sum(verdicts.values()), len(verdicts)
     low, high = wilson(solved, total)
@@ -147,95 +103,304 @@ def row(name: str, verdicts: dict[str, int], seconds: float) -> dict:
             "seconds": round(seconds, 1)}
 
 
+def paired_row(name: str, reference: dict[str, int], verdicts: dict[str, int], seconds: float, seed: int) -> dict:
+    """``row`` plus the change against ``reference`` on the same tasks."""
+    ids = sorted(reference)
+    b, a = [reference[i] for i in ids], [verdicts[i] for i in ids]
+    entry = row(name, verdicts, seconds)
+    entry.update(change=sum(a) / len(a) - sum(b) / len(b), change_ci95=list(paired_bootstrap(b, a, seed=seed)),
+                 mcnemar_p=mcnemar_p(b, a), gained=sum(1 for x, y in zip(b, a) if y and not x),
+                 lost=sum(1 for x, y in zip(b, a) if x and not y))
+    return entry
+
+
+# -- the suite and the models -----------------------------------------------------------------------
+
+def write_suite(root: Path, families: list[str], seed: int, wordings: int) -> dict[str, int]:
+    """Every task of ``families``: held-out tasks in one wording, training tasks in ``wordings``
+    (``generate_suite``). The split is by parameters and does not depend on the seed: no held-out
+    parameter set is ever trained on."""
+    tasks = generate_suite(seed=seed, max_per_family=0, families=families, wordings=wordings)
+    failures = verify_references(tasks)
+    if failures:
+        sys.exit(f"reference solutions fail: {failures[:3]}")
+    write_tasks(tasks, root)
+    return {split: sum(t.split == split for t in tasks) for split in ("train", "heldout")}
+
+
+def fresh_model(root: Path, suite: Path, vocab: int, seed: int) -> Path:
+    """A random ``tiny`` model whose BPE is trained on the suite's chat texts (short sequences)."""
+    records = [json.loads(line) for line in (suite / "sft-train.jsonl").read_text().splitlines()]
+    texts = ["".join(split_chat(r)) for r in records]
+    return random_model_dir(root, preset="tiny", vocab_size=vocab, seed=seed, texts=texts)
+
+
+def snapshot(model, tokenizer_dir: Path, out: Path) -> Path:
+    """A loadable model directory of ``model``'s current weights, with ``tokenizer_dir``'s tokenizer."""
+    save_model(model, out)
+    for path in tokenizer_dir.iterdir():
+        if path.name.startswith("tokenizer") or path.name in ("vocab.json", "merges.txt", "special_tokens_map.json"):
+            shutil.copy2(path, out / path.name)
+    return out
+
+
+def heldout_verdicts(model: Path | None, suite: Path, out_dir: Path, args: argparse.Namespace, max_tasks: int = 0,
+                     overrides: tuple[str, ...] = (), completer=None) -> dict[str, int]:
+    """task id -> 1 if the answer passes every test (the DAG's evaluate step; greedy unless overridden)."""
+    cfg = load_config(EvaluateConfig, recipe_path("tiny-cpu", "evaluate"), [
+        f"benchmarks=[{{name: synthetic, path: '{suite}', split: heldout}}]", f"max_tasks={max_tasks}",
+        "n_samples=1", f"sampling.max_new_tokens={args.max_new_tokens}", f"sampling.steps={args.max_new_tokens}",
+        "batch_size=32", *overrides])
+    evaluate(cfg, str(model) if model else None, out_dir, completer=completer, progress=False)
+    rows = [json.loads(line) for line in (out_dir / "results.jsonl").read_text().splitlines()]
+    return {r["task_id"]: int(r["passed"] == r["n"]) for r in rows}
+
+
+# -- the stages of the benchmark ------------------------------------------------------------------------
+
+def sft(init: Path, suite: Path, workdir: Path, args: argparse.Namespace) -> tuple[Path, dict, list[dict]]:
+    """The SFT recipe with a held-out pass@1 point every ``--curve-every`` steps; (model, summary, curve)."""
+    cfg = load_config(SFTConfig, recipe_path("tiny-cpu", "sft"), [
+        f"model.init_from={init}", f"data.uri={suite}", f"output.workdir={workdir}", f"train.steps={args.sft_steps}",
+        f"optim.lr={args.sft_lr}", f"optim.warmup_steps={min(20, args.sft_steps)}", f"data.seq_len={args.seq_len}",
+        f"data.batch_size={args.batch_size}", f"diffusion.ar_warmup={args.ar_warmup}", "checkpoint.every_steps=0",
+        f"train.eval_every={args.curve_every}", f"train.threads={args.threads}", f"train.seed={args.seed}"])
+    curve, measuring = [], [0.0]
+
+    def on_step(state, engine) -> None:
+        if state.step % args.curve_every and state.step != args.sft_steps:
+            return
+        began = time.perf_counter()
+        model_dir = snapshot(engine.model, init, workdir / "curve" / f"step-{state.step}")
+        verdicts = heldout_verdicts(model_dir, suite, model_dir / "eval", args, max_tasks=args.curve_tasks)
+        engine.model.train()
+        measuring[0] += time.perf_counter() - began
+        point = {"step": state.step, "solved": sum(verdicts.values()), "tasks": len(verdicts),
+                 "train_seconds": round(state.train_seconds - measuring[0], 1)}
+        curve.append(point)
+        print(f"  SFT step {state.step}: held-out pass@1 {point['solved']}/{point['tasks']} "
+              f"({point['train_seconds']:.0f} s of training)", flush=True)
+    result = train(cfg, on_step=on_step)
+    summary = dict(result.summary, train_seconds=round(result.summary["train_seconds"] - measuring[0], 1),
+                   ar_steps=cfg.ar_steps())
+    print(f"SFT: {args.sft_steps} steps ({cfg.ar_steps()} autoregressive) in {summary['train_seconds']:.0f} s of "
+          f"training, loss {summary['first_loss']:.2f} -> {summary['final_loss']:.2f}", flush=True)
+    return result.model_dir, summary, curve
+
+
+def plot_curve(curve: list[dict], metrics: Path, ar_steps: int, out: Path) -> None:
+    rows = [json.loads(line) for line in metrics.read_text().splitlines()]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+    top.plot([p["step"] for p in curve], [p["solved"] / p["tasks"] for p in curve], marker="o")
+    top.set_ylabel("held-out pass@1 (greedy)")
+    top.set_ylim(0, 1)
+    bottom.plot([r["step"] for r in rows if "loss" in r], [r["loss"] for r in rows if "loss" in r], label="train loss")
+    bottom.plot([r["step"] for r in rows if r.get("eval_loss") is not None],
+                [r["eval_loss"] for r in rows if r.get("eval_loss") is not None], marker=".",
+                label="held-out diffusion loss")
+    bottom.set_yscale("log")
+    bottom.set_xlabel("SFT step")
+    bottom.legend()
+    for axis in (top, bottom):
+        axis.axvline(ar_steps, color="grey", linestyle=":", label="autoregressive -> masked diffusion")
+        axis.grid(alpha=0.3)
+    top.legend(loc="upper left")
+    fig.suptitle("SFT learning curve (tiny model, 2 CPU cores)")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def ar_baseline(init: Path, suite: Path, work: Path, args: argparse.Namespace) -> dict:
+    model, tokenizer, seconds, losses = train_ar(init, suite / "sft-train.jsonl", steps=args.sft_steps,
+                                                 lr=args.sft_lr, batch_size=args.batch_size, seq_len=args.seq_len,
+                                                 seed=args.seed)
+    verdicts = heldout_verdicts(None, suite, work / "eval-ar", args,
+                                completer=ARCompleter(model, tokenizer, args.max_new_tokens))
+    entry = row("AR baseline", verdicts, seconds)
+    entry["final_loss"] = sum(losses[-20:]) / len(losses[-20:])
+    return entry
+
+
+def decoding(model_dir: Path, suite: Path, work: Path, exact: dict[str, int], args: argparse.Namespace) -> dict:
+    """AR-ness against temperature, and fast decoding (N/2 steps, cached modes) against exact."""
+    tokenizer, model = load_tokenizer(model_dir), load_model(model_dir).eval()
+    tasks = [json.loads(line) for line in (suite / "tasks-heldout.jsonl").read_text().splitlines()]
+    prompts = [render_prompt([{"role": "user", "content": t["instruction"]}]) for t in tasks[:args.arness_prompts]]
+    began = time.perf_counter()
+    arness = measure_arness(model, tokenizer, prompts, args.temperatures, args.max_new_tokens, ks=range(1, 5),
+                            batch_size=16, seed=args.seed)
+    write_arness_report(arness, work / "arness")
+    arness_seconds = time.perf_counter() - began
+    n = args.max_new_tokens
+    variants = {f"exact, {n // 2} steps": (f"sampling.steps={n // 2}",),
+                f"approx_prefix_cache, {n} steps": ("sampling.mode=approx_prefix_cache",
+                                                   f"sampling.block_size={args.block_size}"),
+                f"approx_dual_cache, {n} steps": ("sampling.mode=approx_dual_cache",
+                                                 f"sampling.block_size={args.block_size}")}
+    rows = []
+    for index, (name, overrides) in enumerate(variants.items()):
+        began = time.perf_counter()
+        verdicts = heldout_verdicts(model_dir, suite, work / f"eval-decoding-{index}", args, overrides=overrides)
+        rows.append(paired_row(name, exact, verdicts, time.perf_counter() - began, args.seed))
+    return {"arness": arness, "arness_seconds": round(arness_seconds, 1), "modes": rows}
+
+
+def rl(model: Path, suite: Path, workdir: Path, estimator: str, args: argparse.Namespace) -> tuple[Path, dict]:
+    cfg = load_config(RLConfig, recipe_path("tiny-cpu", "rl"), [
+        f"model.init_from={model}", f"data.uri={suite}", f"output.workdir={workdir}", f"train.steps={args.rl_steps}",
+        f"objective.estimator.method={estimator}", f"optim.lr={args.rl_lr}", f"train.seed={args.seed}",
+        f"rollout.sampling.temperature={args.rollout_temperature}", f"train.threads={args.threads}",
+        f"rollout.group_size={args.group_size}", f"rollout.prompts_per_step={args.prompts_per_step}",
+        f"rollout.sampling.max_new_tokens={args.max_new_tokens}", f"rollout.sampling.steps={args.rollout_steps}",
+        "objective.ref_sync_every=0", "checkpoint.every_steps=0"])
+    result = train_rl(cfg)
+    return result.model_dir, result.summary
+
+
+# -- the report ----------------------------------------------------------------------------------------
+
+def table(rows: list[dict], reference: str = "") -> list[str]:
+    head = (f"| model | solved | pass@1 | 95% CI | change vs {reference or '-'} | paired 95% CI | +/- | McNemar p "
+            f"| time |")
+    lines = [head, "|---" * 9 + "|"]
+    for r in rows:
+        ci = f"[{r['ci95'][0]:.1%}, {r['ci95'][1]:.1%}]"
+        if "change" in r:
+            extra = (f"{r['change']:+.1%} | [{r['change_ci95'][0]:+.1%}, {r['change_ci95'][1]:+.1%}] | "
+                     f"+{r['gained']}/-{r['lost']} | {r['mcnemar_p']:.3f}")
+        else:
+            extra = "- | - | - | -"
+        lines.append(f"| {r['model']} | {r['solved']}/{r['tasks']} | {r['pass_at_1']:.1%} | {ci} | {extra} | "
+                     f"{r['seconds']:.0f} s |")
+    return lines
+
+
+def verdict(r: dict) -> str:
+    return ("lift beyond the interval" if r["change_ci95"][0] > 0 else
+            "a drop beyond the interval" if r["change_ci95"][1] < 0 else "no change beyond the interval")
+
+
+def render(out: dict, args: argparse.Namespace) -> str:
+    lines = ["# Learning on a CPU: SFT, the AR baseline, decoding, coupled-GRPO", "",
+             f"Suite: {args.families} ({out['suite']['train']} training prompts, {out['suite']['heldout']} held-out "
+             f"tasks, disjoint by parameters). Greedy decoding of {args.max_new_tokens} tokens in "
+             f"{args.max_new_tokens} steps unless said otherwise.", "",
+             f"## SFT ({out['sft']['steps']} steps, the first {out['sft']['ar_steps']} autoregressive; "
+             f"{out['sft']['train_seconds']:.0f} s of training)", "",
+             "| step | held-out pass@1 (sample) | training seconds |", "|---|---|---|"]
+    lines += [f"| {p['step']} | {p['solved']}/{p['tasks']} | {p['train_seconds']:.0f} |" for p in out["curve"]]
+    lines += ["", "![SFT learning curve](sft_curve.png)", "", "## Held-out pass@1", ""]
+    lines += table(out["models"], "SFT")
+    lines += [""] + [f"- {r['model']}: {r['change']:+.1%} ({verdict(r)})" for r in out["models"] if "change" in r]
+    if out.get("rl"):
+        lines += ["", "RL runs (in the order measured): " + ", ".join(
+            f"{r['model']}: train reward {r['train_reward'][0]:.2f} -> {r['train_reward'][1]:.2f}, "
+            f"pass rate {r['train_pass_rate'][0]:.2f} -> {r['train_pass_rate'][1]:.2f}, KL {r['mean_kl']:.2e}"
+            for r in out["rl"] if None not in r["train_reward"] + r["train_pass_rate"] and r["mean_kl"] is not None)]
+    if out.get("decoding"):
+        decoding_out = out["decoding"]
+        lines += ["", "## Decoding the SFT model", "", "Fast decoding against exact decoding with "
+                  f"{args.max_new_tokens} steps (the SFT row above), paired over the same tasks:", ""]
+        lines += table(decoding_out["modes"], "exact")
+        lines += ["", f"AR-ness@k against temperature ({decoding_out['arness']['prompts']} held-out prompts, one "
+                  "token per step; `arness/arness.png`):", "",
+                  "| temperature | local@1 | global@1 | local@4 | global@4 |", "|---|---|---|---|---|"]
+        for name, curve in decoding_out["arness"]["temperatures"].items():
+            lines.append(f"| {name} | {curve['local'][0]:.3f} | {curve['global'][0]:.3f} | {curve['local'][3]:.3f} | "
+                         f"{curve['global'][3]:.3f} |")
+    lines += ["", f"Total wall time {out['total_seconds']:.0f} s."]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, help="keep everything here; an SFT model found here is reused")
-    parser.add_argument("--sft-model", type=Path, help="start from this SFT model directory (skips SFT)")
-    parser.add_argument("--families", default="affine_map,polynomial,replace_char",
-                        help="task families (comma-separated)")
+    parser.add_argument("--families", default=FAMILIES, help="task families (comma-separated)")
     parser.add_argument("--wordings", type=int, default=4, help="wordings of each training task (seeds)")
-    parser.add_argument("--sft-steps", type=int, default=1500)
-    parser.add_argument("--sft-lr", type=float, default=1e-3)
+    parser.add_argument("--sft-steps", type=int, default=800)
+    parser.add_argument("--ar-warmup", type=float, default=0.5, help="share of the SFT steps trained autoregressively")
+    parser.add_argument("--sft-lr", type=float, default=2e-3)
+    parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seq-len", type=int, default=160, help="SFT sequence length (prompt + answer + pad)")
     parser.add_argument("--vocab", type=int, default=1024, help="BPE size of a fresh model")
-    parser.add_argument("--rl-steps", type=int, default=40)
-    parser.add_argument("--rl-lr", type=float, default=2e-5)
+    parser.add_argument("--curve-every", type=int, default=100, help="SFT steps between learning-curve points")
+    parser.add_argument("--curve-tasks", type=int, default=64, help="held-out tasks decoded per curve point")
+    parser.add_argument("--estimators", default="coupled,decoupled,full_mask",
+                        help="comma-separated RL runs to make ('' = none), in this order")
+    parser.add_argument("--rl-steps", type=int, default=30)
+    parser.add_argument("--rl-lr", type=float, default=5e-5)
+    parser.add_argument("--group-size", type=int, default=8)
+    parser.add_argument("--prompts-per-step", type=int, default=4)
+    parser.add_argument("--rollout-steps", type=int, default=24, help="sampler steps of a rollout")
     parser.add_argument("--rollout-temperature", type=float, default=1.0)
-    parser.add_argument("--estimators", default="coupled,decoupled",
-                        help="comma-separated RL runs to make ('' = measure the SFT model only)")
     parser.add_argument("--max-new-tokens", type=int, default=48)
-    parser.add_argument("--decode-steps", type=int, default=48)
+    parser.add_argument("--block-size", type=int, default=16, help="block of the approximate cached modes")
+    parser.add_argument("--temperatures", default="0,0.4,0.8,1.2", help="AR-ness temperatures")
+    parser.add_argument("--arness-prompts", type=int, default=64)
+    parser.add_argument("--skip", default="", help=f"comma-separated studies to leave out: {', '.join(STUDIES)}")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     estimators = [e for e in args.estimators.split(",") if e]
-    if args.rl_steps < 1 or args.sft_steps < 1 or args.wordings < 1:
-        parser.error("need --rl-steps >= 1, --sft-steps >= 1 and --wordings >= 1")
+    skip = {s for s in args.skip.split(",") if s}
+    args.temperatures = [float(t) for t in args.temperatures.split(",") if t]
+    if skip - set(STUDIES):
+        parser.error(f"--skip: unknown studies {sorted(skip - set(STUDIES))}; known: {', '.join(STUDIES)}")
+    if min(args.rl_steps, args.sft_steps, args.wordings, args.curve_every) < 1 or not 0 <= args.ar_warmup < 1:
+        parser.error("need --rl-steps, --sft-steps, --wordings, --curve-every >= 1 and 0 <= --ar-warmup < 1")
 
-    import tempfile
     work = args.workdir or Path(tempfile.mkdtemp(prefix="diffucoder-rl-lift-"))
     work.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     suite = work / "suite"
     counts = write_suite(suite, args.families.split(","), args.seed, args.wordings)
-    print(f"suite: {args.families}: {counts['train']} training prompts, {counts['heldout']} held-out tasks "
-          f"(workdir {work})", flush=True)
-    model = args.sft_model
-    if model is None:
-        model = work / "sft" / "model"
-        if not (model / "config.json").is_file():
-            model = sft(fresh_model(work / "init", suite, args.vocab, args.seed), suite, work / "sft", args)
-        else:
-            print(f"SFT: reusing {model}")
+    print(f"suite: {counts['train']} training prompts, {counts['heldout']} held-out tasks (workdir {work})", flush=True)
+    init = work / "init"
+    if not (init / "config.json").is_file():
+        fresh_model(init, suite, args.vocab, args.seed)
+    state_file = work / "sft" / "benchmark.json"
+    model = work / "sft" / "model"
+    if (model / "config.json").is_file() and state_file.is_file():
+        saved = json.loads(state_file.read_text())
+        sft_summary, curve = saved["summary"], saved["curve"]
+        print(f"SFT: reusing {model}")
+    else:
+        model, sft_summary, curve = sft(init, suite, work / "sft", args)
+        state_file.write_text(json.dumps({"summary": sft_summary, "curve": curve}, default=str))
+    plot_curve(curve, work / "sft" / "metrics.jsonl", sft_summary["ar_steps"], work / "sft_curve.png")
     began = time.perf_counter()
     before = heldout_verdicts(model, suite, work / "eval-sft", args)
-    results = [row("SFT", before, time.perf_counter() - began)]
+    models = [dict(row("SFT", before, time.perf_counter() - began), train_seconds=sft_summary["train_seconds"])]
+    print(f"SFT held-out pass@1: {models[0]['solved']}/{models[0]['tasks']}", flush=True)
+    out = {"args": {k: str(v) for k, v in vars(args).items()}, "suite": counts, "sft": sft_summary, "curve": curve,
+           "models": models, "rl": []}
+    if "ar_baseline" not in skip:
+        models.append(ar_baseline(init, suite, work, args))
+        print(f"AR baseline held-out pass@1: {models[-1]['solved']}/{models[-1]['tasks']}", flush=True)
+    if "decoding" not in skip:
+        out["decoding"] = decoding(model, suite, work, before, args)
     for estimator in estimators:
         began = time.perf_counter()
         rl_model, summary = rl(model, suite, work / f"rl-{estimator}", estimator, args)
         rl_seconds = time.perf_counter() - began
         after = heldout_verdicts(rl_model, suite, work / f"eval-rl-{estimator}", args)
-        ids = sorted(before)
-        b, a = [before[i] for i in ids], [after[i] for i in ids]
-        entry = row(f"RL ({estimator})", after, rl_seconds)
-        entry.update(change=sum(a) / len(a) - sum(b) / len(b), change_ci95=list(paired_bootstrap(b, a, seed=args.seed)),
-                     mcnemar_p=mcnemar_p(b, a), gained=sum(1 for x, y in zip(b, a) if y and not x),
-                     lost=sum(1 for x, y in zip(b, a) if x and not y),
-                     train_reward=[summary.get("initial_reward_mean"), summary.get("final_reward_mean")],
-                     train_pass_rate=[summary.get("initial_pass_rate"), summary.get("final_pass_rate")],
-                     mean_kl=summary.get("mean_kl"), rollouts=summary.get("rollouts"))
-        results.append(entry)
-    print_table(results, args)
-    print(f"\ntotal {time.perf_counter() - start:.0f} s")
+        models.append(paired_row(f"RL ({estimator})", before, after, rl_seconds, args.seed))
+        out["rl"].append({"model": f"RL ({estimator})", "seconds": round(rl_seconds, 1),
+                          "train_reward": [summary.get("initial_reward_mean"), summary.get("final_reward_mean")],
+                          "train_pass_rate": [summary.get("initial_pass_rate"), summary.get("final_pass_rate")],
+                          "mean_kl": summary.get("mean_kl"), "rollouts": summary.get("rollouts")})
+        print(f"RL ({estimator}): {models[-1]['solved']}/{models[-1]['tasks']} ({verdict(models[-1])})", flush=True)
+    out["total_seconds"] = round(time.perf_counter() - start, 1)
+    report = render(out, args)
+    (work / "report.md").write_text(report)
+    print("\n" + report)
+    print(f"report, plots and JSON in {work}")
+    (work / "results.json").write_text(json.dumps(out, indent=2, default=str))
     if args.json:
-        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "suite": counts,
-                                         "results": results}, indent=2))
+        args.json.write_text(json.dumps(out, indent=2, default=str))
     return 0
-
-
-def print_table(results: list[dict], args: argparse.Namespace) -> None:
-    print(f"\nheld-out pass@1, greedy, {args.max_new_tokens} tokens in {args.decode_steps} steps; RL: "
-          f"{args.rl_steps} steps x {RL_SHAPE[1].split('=')[1]} prompts x G={RL_SHAPE[0].split('=')[1]}")
-    head = f"{'model':<16} {'solved':>9} {'pass@1':>7} {'95% CI':>15} {'change':>8} {'paired 95% CI':>17} " \
-           f"{'+/-':>7} {'McNemar p':>9} {'train reward':>14} {'time':>7}"
-    print(head)
-    print("-" * len(head))
-    for r in results:
-        ci = f"[{r['ci95'][0]:.1%}, {r['ci95'][1]:.1%}]"
-        line = f"{r['model']:<16} {r['solved']:>4}/{r['tasks']:<4} {r['pass_at_1']:>7.1%} {ci:>15}"
-        if "change" in r:
-            pci = f"[{r['change_ci95'][0]:+.1%}, {r['change_ci95'][1]:+.1%}]"
-            reward = "-" if None in r["train_reward"] else f"{r['train_reward'][0]:.2f}->{r['train_reward'][1]:.2f}"
-            line += (f" {r['change']:>+8.1%} {pci:>17} {'+' + str(r['gained']) + '/-' + str(r['lost']):>7} "
-                     f"{r['mcnemar_p']:>9.3f} {reward:>14}")
-        else:
-            line += " " * 61
-        print(line + f" {r['seconds']:>6.0f}s")
-    for r in results[1:]:
-        verdict = ("lift beyond the interval" if r["change_ci95"][0] > 0 else
-                   "a drop beyond the interval" if r["change_ci95"][1] < 0 else "no change beyond the interval")
-        print(f"{r['model']}: {r['change']:+.1%} ({verdict})")
 
 
 if __name__ == "__main__":

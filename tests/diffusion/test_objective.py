@@ -4,6 +4,7 @@ import torch
 from diffucoder.config import ConfigError, load_config
 from diffucoder.diffusion import (DiffusionLossConfig, diffusion_loss, forward_process, masked_diffusion_loss,
                                   scorable_mask)
+from diffucoder.diffusion.loss import autoregressive_loss
 from diffucoder.model import build_config, build_model
 
 VOCAB, MASK, PAD = 64, 63, 61
@@ -92,14 +93,12 @@ def test_config_section_loads_and_validates(tmp_path):
         load_config(DiffusionLossConfig, None, ["truncate_prob=0.6", "prefix_prob=0.6"])
 
 
-def test_ar_warmup_scores_every_answer_token_causally_then_hands_over_to_diffusion():
+def test_autoregressive_loss_scores_every_answer_token_on_its_causal_prefix():
     model = micro_model().eval()
     tokens, attention = padded_batch()
     prompt = torch.zeros_like(tokens, dtype=torch.bool)
     prompt[:, :6] = True
-    cfg = DiffusionLossConfig(ar_warmup_steps=3)
-    out = diffusion_loss(model, tokens, attention_mask=attention, prompt_mask=prompt, mask_token_id=MASK,
-                         pad_token_id=PAD, config=cfg, step=2, generator=torch.Generator().manual_seed(0))
+    out = autoregressive_loss(model, tokens, attention, prompt)
     # Reference written apart: a per-row loop over the causal prefix of each real, non-prompt target.
     total, count = 0.0, 0
     for row in range(tokens.shape[0]):
@@ -115,12 +114,12 @@ def test_ar_warmup_scores_every_answer_token_causally_then_hands_over_to_diffusi
             count += 1
     assert out.num_masked == count and out.mean_t == 0.0
     assert float(out.loss) == pytest.approx(total / count, rel=1e-4)
-    after = diffusion_loss(model, tokens, attention_mask=attention, prompt_mask=prompt, mask_token_id=MASK,
-                           pad_token_id=PAD, config=cfg, step=3, generator=torch.Generator().manual_seed(0))
-    assert after.mean_t > 0.0 and after.num_masked < count   # step 3: the masked-diffusion loss
 
 
-def test_ar_warmup_must_leave_diffusion_steps():
+def test_ar_warmup_is_a_share_of_the_run_and_hands_over_to_diffusion(tmp_path):
     from diffucoder.recipes.masked_diffusion import TrainConfig
-    with pytest.raises(ConfigError, match="ar_warmup_steps"):
-        load_config(TrainConfig, None, ["train.steps=10", "diffusion.ar_warmup_steps=10"])
+    cfg = load_config(TrainConfig, None, ["train.steps=10", "diffusion.ar_warmup=0.6"])
+    assert cfg.ar_steps() == 6
+    assert load_config(TrainConfig, None, ["train.steps=1", "diffusion.ar_warmup=0.6"]).ar_steps() == 0
+    with pytest.raises(ConfigError, match="ar_warmup"):
+        load_config(TrainConfig, None, ["diffusion.ar_warmup=1.0"])

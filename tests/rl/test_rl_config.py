@@ -72,7 +72,7 @@ def test_7b_deepspeed_view_fills_the_batch_layout():
 def test_tiny_recipe_loads_and_covers_the_sft_answers():
     cfg = load_config(RLConfig, recipe_path("tiny-cpu", "rl"))
     assert cfg.data.kind == "synthetic" and cfg.data.file == "tasks-train.jsonl"
-    assert cfg.rollout.sampling.max_new_tokens >= 96        # SFT answers are up to 93 tokens + end
+    assert cfg.rollout.sampling.max_new_tokens >= 73        # the SFT suite's answers are up to 72 tokens + end
     assert cfg.distributed.backend == "none" and cfg.train.steps <= 8
 
 

@@ -42,6 +42,25 @@ def test_max_per_family_caps_each_family_and_split():
     assert counts[("polynomial", "train")] == 5
 
 
+def test_wordings_reword_training_tasks_only_and_keep_their_parameters():
+    one = generate_suite(seed=3, max_per_family=6, families=["affine_map", "replace_char"])
+    three = generate_suite(seed=3, max_per_family=6, families=["affine_map", "replace_char"], wordings=3)
+    train = [t for t in one if t.split == "train"]
+    assert [t for t in three if t.split == "heldout"] == [t for t in one if t.split == "heldout"]
+    assert [t for t in three if "@" not in t.task_id] == one
+    for base in train:
+        variants = [t for t in three if t.task_id.split("@")[0] == base.task_id]
+        assert [t.task_id for t in variants] == [base.task_id, f"{base.task_id}@wording1", f"{base.task_id}@wording2"]
+        assert all(t.params == base.params and t.split == "train" for t in variants)
+        # each extra wording is the one the next seed writes
+        reseeded = {t.task_id: t for t in generate_suite(seed=4, max_per_family=0, families=[base.family])}
+        if base.task_id in reseeded:
+            assert variants[1].instruction == reseeded[base.task_id].instruction
+    assert len({t.instruction for t in three if t.split == "train"}) > len(train)
+    with pytest.raises(DiffucoderError, match="wordings"):
+        generate_suite(wordings=0)
+
+
 def test_reference_solutions_pass_their_tests():
     tasks = generate_suite(seed=0)
     assert verify_references(tasks) == []

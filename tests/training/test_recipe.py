@@ -86,3 +86,23 @@ def test_gradient_checkpointing_changes_memory_not_results(shards, tmp_path):
     a, b = load_file(plain.model_dir / "model.safetensors"), load_file(ckpt.model_dir / "model.safetensors")
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6)
+
+
+def test_an_ar_warm_start_trains_causally_then_by_masked_diffusion(shards, tmp_path):
+    seen = []
+
+    def on_step(state, engine):   # steps done when each loss ran
+        seen.append(state.step)
+    calls = []
+    cfg = micro_config(str(shards), tmp_path / "work", steps=4, extra=["diffusion.ar_warmup=0.5"])
+    import diffucoder.recipes.masked_diffusion as recipe
+    original = recipe.autoregressive_loss
+    recipe.autoregressive_loss = lambda *args, **kwargs: calls.append(len(seen)) or original(*args, **kwargs)
+    try:
+        result = train(cfg, on_step=on_step)
+    finally:
+        recipe.autoregressive_loss = original
+    assert calls == [0, 1] and seen == [1, 2, 3, 4]
+    rows = [json.loads(line) for line in (result.model_dir / "training" / "metrics.jsonl").read_text().splitlines()]
+    mean_t = {row["step"]: row["mean_t"] for row in rows if "mean_t" in row}
+    assert mean_t[1] == mean_t[2] == 0.0 and mean_t[3] > 0 and mean_t[4] > 0

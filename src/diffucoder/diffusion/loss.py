@@ -270,9 +270,10 @@ class DiffusionLossConfig:
                                    help="share of samples truncated to a random length (0.01 in adaptation)")
     prefix_prob: float = setting(0.0, min=0.0, max=1.0,
                                  help="share of samples keeping a random clean prefix (0.01 in adaptation)")
-    ar_warmup_steps: int = setting(0, min=0, help="first N steps: next-token cross-entropy with a causal mask "
-                                                  "(an autoregressive warm start for a model trained from scratch, "
-                                                  "what the 7B recipe gets from its AR base); then masked diffusion")
+    ar_warmup: float = setting(0.0, min=0.0, max=0.95,
+                               help="share of the run's first steps trained autoregressively (autoregressive_loss: "
+                                    "an AR warm start for a model trained from scratch, what the 7B recipe gets from "
+                                    "its AR base), then masked diffusion; annealing counts from the switch")
 
     def validate(self) -> None:
         if self.truncate_prob + self.prefix_prob > 1.0:
@@ -289,11 +290,14 @@ def causal_attention_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     return mask | torch.eye(length, dtype=torch.bool, device=device)
 
 
-def autoregressive_loss(model: torch.nn.Module, tokens: torch.Tensor, attention_mask: torch.Tensor,
+def autoregressive_loss(model: torch.nn.Module, tokens: torch.Tensor, attention_mask: torch.Tensor | None = None,
                         prompt_mask: torch.Tensor | None = None) -> "DiffusionLossOutput":
     """Next-token cross-entropy under a causal mask, over the tokens the diffusion loss could score
-    (SFT: the answer and its fill, never the prompt). The same shifted head predicts token ``i``
-    from position ``i - 1``, so the warm-started model is the one the diffusion steps continue."""
+    (SFT: the answer and its fill, never the prompt): the ``ar_warmup`` part of a run. The same
+    shifted head predicts token ``i`` from position ``i - 1``, so the warm-started model is the one
+    the diffusion steps continue."""
+    if attention_mask is None:
+        attention_mask = torch.ones_like(tokens)
     maskable = ~prompt_mask.bool() if prompt_mask is not None else torch.ones_like(tokens, dtype=torch.bool)
     scored = scorable_mask(maskable, attention_mask)
     logits = model(tokens, attention_mask=causal_attention_mask(attention_mask),
@@ -316,13 +320,10 @@ def diffusion_loss(model: torch.nn.Module, tokens: torch.Tensor, *, mask_token_i
                    config: DiffusionLossConfig | None = None, attention_mask: torch.Tensor | None = None,
                    prompt_mask: torch.Tensor | None = None, step: int = 0,
                    generator: torch.Generator | None = None) -> DiffusionLossOutput:
-    """The masked-diffusion loss of ``model`` on clean ``tokens`` (B, L) at training ``step`` (the
-    autoregressive loss while ``step < config.ar_warmup_steps``)."""
+    """The masked-diffusion loss of ``model`` on clean ``tokens`` (B, L) at training ``step``."""
     config = config or DiffusionLossConfig()
     if attention_mask is None:
         attention_mask = torch.ones_like(tokens)
-    if step < config.ar_warmup_steps:
-        return autoregressive_loss(model, tokens, attention_mask, prompt_mask)
     if config.truncate_prob > 0 or config.prefix_prob > 0:
         truncate_rows, prefix_rows = choose_augmented_rows(tokens.shape[0], config.truncate_prob,
                                                            config.prefix_prob, generator, tokens.device)

@@ -43,7 +43,7 @@ from tqdm import tqdm
 from diffucoder.config import ConfigError, dump_yaml, load_config, setting
 from diffucoder.config.recipes import recipe_path
 from diffucoder.data.shards import TokenShards
-from diffucoder.diffusion.loss import DiffusionLossConfig, diffusion_loss
+from diffucoder.diffusion.loss import DiffusionLossConfig, autoregressive_loss, diffusion_loss
 from diffucoder.errors import DiffucoderError
 from diffucoder.model import build_config, build_model, load_model, param_count
 from diffucoder.model.io import read_checkpoint_config
@@ -111,13 +111,14 @@ class TrainConfig:
         if self.data.kind == "chat_jsonl" and self.diffusion.anneal_steps:
             raise ConfigError("'diffusion.anneal_steps': attention annealing is for adaptation "
                               "pre-training; set it to 0 for chat_jsonl (SFT)")
-        if self.diffusion.ar_warmup_steps >= self.train.steps:
-            raise ConfigError(f"'diffusion.ar_warmup_steps': {self.diffusion.ar_warmup_steps} autoregressive steps "
-                              f"leave none of train.steps={self.train.steps} for masked diffusion")
 
     def layout(self) -> BatchLayout:
         return BatchLayout(micro_batch=self.data.batch_size, grad_accum=self.data.grad_accum,
                            total_steps=self.train.steps)
+
+    def ar_steps(self) -> int:
+        """The first steps, trained autoregressively (``diffusion.ar_warmup`` of ``train.steps``)."""
+        return int(self.diffusion.ar_warmup * self.train.steps)
 
 
 @dataclass
@@ -290,7 +291,8 @@ def _train(cfg: TrainConfig, env: DistEnv, on_step: Callable[[TrainState, Any], 
         for micro in range(cfg.data.grad_accum):
             batch = state.loader.next_batch()
             with engine.accumulating(last=micro == cfg.data.grad_accum - 1), _autocast(cfg, env):
-                out = _loss(engine, batch, cfg, inputs, env, state.step, state.noise)
+                out = _loss(engine, batch, cfg, inputs, env, state.step, state.noise,
+                            autoregressive=state.step < cfg.ar_steps())
                 engine.backward(out.loss)
             loss_sum += float(out.loss.detach())
             masked, t_sum = masked + out.num_masked, t_sum + out.mean_t
@@ -336,14 +338,16 @@ def _autocast(cfg: TrainConfig, env: DistEnv):
 
 
 def _loss(engine, batch, cfg: TrainConfig, inputs: Inputs, env: DistEnv, step: int,
-          generator: torch.Generator, diffusion: DiffusionLossConfig | None = None):
+          generator: torch.Generator, diffusion: DiffusionLossConfig | None = None, autoregressive: bool = False):
     to = env.device
+    attention = batch.attention_mask.to(to) if batch.attention_mask is not None else None
+    prompt = batch.prompt_mask.to(to) if batch.prompt_mask is not None else None
+    if autoregressive:
+        return autoregressive_loss(engine.model, batch.tokens.to(to), attention, prompt)
     return diffusion_loss(
         engine.model, batch.tokens.to(to), mask_token_id=inputs.ids["mask"], pad_token_id=inputs.ids["pad"],
-        config=diffusion or cfg.diffusion,
-        attention_mask=batch.attention_mask.to(to) if batch.attention_mask is not None else None,
-        prompt_mask=batch.prompt_mask.to(to) if batch.prompt_mask is not None else None,
-        step=step, generator=generator)
+        config=diffusion or cfg.diffusion, attention_mask=attention, prompt_mask=prompt,
+        step=max(0, step - cfg.ar_steps()), generator=generator)   # annealing counts from the switch
 
 
 def evaluate(engine, cfg: TrainConfig, inputs: Inputs, env: DistEnv) -> float | None:
@@ -352,8 +356,7 @@ def evaluate(engine, cfg: TrainConfig, inputs: Inputs, env: DistEnv) -> float | 
     if rows is None or cfg.train.eval_batches == 0:
         return None
     generator = torch.Generator().manual_seed(cfg.train.seed + EVAL_SEED_OFFSET + env.rank)
-    plain = dataclasses.replace(cfg.diffusion, anneal_steps=0, truncate_prob=0.0, prefix_prob=0.0,
-                                ar_warmup_steps=0)   # always the diffusion loss: comparable
+    plain = dataclasses.replace(cfg.diffusion, anneal_steps=0, truncate_prob=0.0, prefix_prob=0.0)
     b, total, count = cfg.data.batch_size, 0.0, 0
     engine.model.eval()
     with torch.no_grad(), _autocast(cfg, env):

@@ -45,7 +45,7 @@ def publish_task_suite(store_root: str, run_name: str, cfg: TaskSuiteConfig | No
         counts = {split: sum(t.split == split for t in tasks) for split in ("train", "heldout")}
         store.put_artifact(name, tmp, metadata={
             "kind": "task-suite", "format": "humaneval+chat-jsonl", "seed": cfg.seed,
-            "heldout_fraction": cfg.heldout_fraction, "max_per_family": cfg.max_per_family,
+            "heldout_fraction": cfg.heldout_fraction, "max_per_family": cfg.max_per_family, "wordings": cfg.wordings,
             "counts": counts, "families": sorted({t.family for t in tasks})})
     return uri
 

@@ -14,8 +14,10 @@ class TaskSuiteConfig:
     max_per_family: int = setting(40, min=0, help="tasks per family and split (0 = all)")
     families: list[str] = setting(default_factory=list,
                                   help="task families to include (empty = all); e.g. [affine_map, polynomial]")
+    wordings: int = setting(1, min=1, help="wordings of each training task (held-out tasks: one)")
 
     def suite_args(self) -> dict:
         """Keyword arguments of ``generate_suite`` for this config."""
         return {"seed": self.seed, "heldout_fraction": self.heldout_fraction,
-                "max_per_family": self.max_per_family, "families": self.families or None}
+                "max_per_family": self.max_per_family, "families": self.families or None,
+                "wordings": self.wordings}

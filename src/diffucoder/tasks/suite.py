@@ -47,12 +47,18 @@ def split_of(family: str, params: dict[str, Any], heldout_fraction: float) -> st
 
 
 def generate_suite(seed: int = 0, heldout_fraction: float = 0.2, max_per_family: int = 0,
-                   families: Iterable[str] | None = None) -> list[Task]:
+                   families: Iterable[str] | None = None, wordings: int = 1) -> list[Task]:
     """All tasks (both splits), in a deterministic order.
 
     ``max_per_family``: keep at most this many tasks per family and split (0 = all),
     drawn with ``seed``, so large families do not drown small ones.
+    ``wordings``: each training task also comes in ``wordings - 1`` more wordings (the wording
+    seeds ``seed + 1``, ...: other names, phrasing and test inputs, the same parameters; task ids
+    ``<id>@wording<k>``), so a small model must read the request rather than recall an answer.
+    Held-out tasks keep one wording.
     """
+    if wordings < 1:
+        raise DiffucoderError(f"'wordings': must be >= 1, got {wordings}")
     if not 0.0 < heldout_fraction < 1.0:
         raise DiffucoderError(f"'heldout_fraction': must be in (0, 1), got {heldout_fraction}")
     names = list(families) if families is not None else list(FAMILIES)
@@ -71,10 +77,12 @@ def generate_suite(seed: int = 0, heldout_fraction: float = 0.2, max_per_family:
                 chosen = sorted(picker.sample(chosen, max_per_family), key=params_key)
             for params in chosen:
                 key = params_key(params)
-                rng = random.Random(f"{seed}/{family}/{key}")
-                spec = FAMILIES[family].build(params, rng)
-                tasks.append(make_task(spec, task_id=f"synth/{family}/{key}", family=family,
-                                       params=params, split=split))
+                for wording in range(wordings if split == "train" else 1):
+                    rng = random.Random(f"{seed + wording}/{family}/{key}")
+                    spec = FAMILIES[family].build(params, rng)
+                    suffix = f"@wording{wording}" if wording else ""
+                    tasks.append(make_task(spec, task_id=f"synth/{family}/{key}{suffix}", family=family,
+                                           params=params, split=split))
     return tasks
 
 
