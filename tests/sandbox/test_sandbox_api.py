@@ -99,6 +99,25 @@ def test_output_is_captured(sandbox):
     assert result.passed and result.stdout == "hello\n" and result.stderr == "oops"
 
 
+ENVIRONMENT = "import os\ndef env():\n    return dict(os.environ), os.getcwd()\n"
+EXACT_ENVIRONMENT = """
+environment, cwd = env()
+assert cwd.endswith("/job")
+assert environment == {"PATH": "/usr/bin:/bin", "HOME": cwd, "TMPDIR": cwd, "LANG": "C.UTF-8",
+                       "PYTHONIOENCODING": "utf-8"}
+"""
+
+
+@pytest.mark.parametrize("isolation", ["auto", "none"])
+def test_every_program_sees_exactly_its_own_environment(isolation):
+    # programs run one after another in one worker: none sees what an earlier one set
+    tamper = ENVIRONMENT + "import os\nos.environ['LEFT_BEHIND'] = '1'\nos.environ['HOME'] = '/'\n"
+    with Sandbox(SandboxConfig(workers=1, timeout_s=5, isolation=isolation)) as sb:
+        results = [sb.run(program, EXACT_ENVIRONMENT) for program in (ENVIRONMENT, tamper, ENVIRONMENT)]
+    assert [r.verdict for r in results] == [Verdict.PASS, Verdict.FAIL, Verdict.PASS], \
+        [r.message for r in results]
+
+
 @pytest.mark.parametrize("tests,entry_point,match", [
     ("assert (", None, "syntax error at line 1"),
     ("x = 1", None, "no top-level assert"),

@@ -92,3 +92,59 @@ def test_oversized_frames_are_refused():
         wire.recv_frame(r, 10)
     os.close(r)
     os.close(w)
+
+
+@pytest.mark.parametrize("value,blob", [
+    (0, b"i\x00\x00\x00\x01\x00"), (127, b"i\x00\x00\x00\x01\x7f"), (-1, b"i\x00\x00\x00\x01\xff"),
+    (128, b"i\x00\x00\x00\x02\x00\x80"), (-128, b"i\x00\x00\x00\x02\xff\x80"),
+    (255, b"i\x00\x00\x00\x02\x00\xff"), (256, b"i\x00\x00\x00\x02\x01\x00"),
+    (-257, b"i\x00\x00\x00\x02\xfe\xff"), (2 ** 16, b"i\x00\x00\x00\x03\x01\x00\x00"),
+    ("é", b"s\x00\x00\x00\x02\xc3\xa9"), ([1.0], b"l\x00\x00\x00\x01f?\xf0\x00\x00\x00\x00\x00\x00"),
+    ((None, True), b"t\x00\x00\x00\x02NT"), ({b"k": False}, b"d\x00\x00\x00\x01b\x00\x00\x00\x01kF"),
+    (frozenset({2j}), b"z\x00\x00\x00\x01c" + bytes(8) + b"@\x00\x00\x00\x00\x00\x00\x00"),
+])
+def test_the_byte_format_is_fixed(value, blob):
+    # both sides of the sandbox (the system interpreter inside, this one outside) must agree
+    assert wire.encode(value) == blob
+    back = wire.decode(blob)
+    assert repr(back) == repr(value) and type(back) is type(value)
+
+
+def test_decode_reads_any_bytes_like_input():
+    blob = wire.encode([1, "two", (3.0,)])
+    assert wire.decode(bytearray(blob)) == wire.decode(memoryview(blob)) == [1, "two", (3.0,)]
+    assert wire.decode(memoryview(b"xx" + blob)[2:]) == [1, "two", (3.0,)]
+
+
+def test_a_frame_reader_reads_frames_however_the_bytes_arrive():
+    import os
+    import threading
+    frames = [b"", b"x", wire.encode(list(range(1000))), b"y" * 200_000, b"z"]
+    stream = b"".join(wire.HEADER.pack(len(f)) + f for f in frames)
+    r, w = os.pipe()
+
+    def trickle():   # odd-sized pieces, so frames and length prefixes straddle reads
+        for start in range(0, len(stream), 7777):
+            os.write(w, stream[start:start + 7777])
+        os.close(w)
+    writer = threading.Thread(target=trickle)
+    writer.start()
+    reader = wire.FrameReader(r)
+    assert [reader.frame(1 << 20) for _ in frames] == frames
+    assert reader.frame(1 << 20) is None
+    writer.join()
+    os.close(r)
+
+
+@pytest.mark.parametrize("stream,error", [
+    (b"\x00\x00", EOFError), (b"\x00\x00\x00\x05abc", EOFError),
+    (b"\x00\x00\x01\x00" + b"a" * 256, wire.WireError),   # larger than the limit of 100
+])
+def test_a_frame_reader_refuses_cut_and_oversized_frames(stream, error):
+    import os
+    r, w = os.pipe()
+    os.write(w, stream)
+    os.close(w)
+    with pytest.raises(error):
+        wire.FrameReader(r).frame(100)
+    os.close(r)

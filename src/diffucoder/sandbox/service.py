@@ -303,6 +303,7 @@ class SandboxService:
         self.metrics = Metrics()
         self.lock = threading.Lock()
         self.in_flight = 0
+        self.last_finished = -math.inf   # time.monotonic() when a program last finished
         self.ready = False
         self.draining = False
         self.failure = ""
@@ -445,6 +446,7 @@ class SandboxService:
     def _finished(self, future: Future) -> None:
         with self.lock:
             self.in_flight -= 1
+            self.last_finished = time.monotonic()
         if future.exception() is None:
             result = future.result()
             self.metrics.finished(result)
@@ -572,6 +574,10 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+# A job can send a stop signal and be finished (and gone) before this process takes the signal,
+# the more so on a loaded machine: for this long after the last program finished, a signal from a
+# process that no longer exists still counts as possibly a job's.
+JOB_SIGNAL_GRACE_S = 5.0
 
 
 def _parent_of(pid: int) -> int | None:
@@ -585,7 +591,7 @@ def stop_requested(sender: int, busy: bool) -> tuple[bool, str]:
     """Whether a stop signal sent by ``sender`` (its pid; 0 = from outside this PID namespace: the
     kubelet, a terminal) counts, and why. Without root a job shares our uid and could signal us:
     a signal from one of our descendants never stops the service, nor one from a process already
-    gone while jobs run (it may have been a job, killed since)."""
+    gone while jobs run or have just run (``busy``: it may have been a job, killed since)."""
     if sender == 0:
         return True, "from outside this PID namespace"
     pid, me = sender, os.getpid()
@@ -631,7 +637,8 @@ def _serve_until_stopped(sandbox_config: SandboxConfig, config: ServiceConfig, s
     while True:
         info = signal.sigwaitinfo(STOP_SIGNALS)
         with service.lock:
-            busy = service.in_flight > 0
+            busy = (service.in_flight > 0
+                    or time.monotonic() - service.last_finished < JOB_SIGNAL_GRACE_S)
         stop, why = stop_requested(info.si_pid, busy)
         name = signal.Signals(info.si_signo).name
         if stop:

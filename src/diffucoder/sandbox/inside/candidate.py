@@ -66,8 +66,9 @@ def serve(fd: int, program: str) -> None:
     names = [n for n, v in namespace.items()
              if type(n) is str and not n.startswith("__") and callable(v)]
     _reply(fd, ("ready", names))
+    requests = wire.FrameReader(fd)
     while True:
-        request = wire.recv_frame(fd, REQUEST_LIMIT)
+        request = requests.frame(REQUEST_LIMIT)
         if request is None:
             return
         _kind, name, args, kwargs = wire.decode(request)

@@ -197,15 +197,27 @@ def reap_orphans() -> None:
             return
 
 
-def remove_tree(path: str) -> None:
-    """Delete ``path`` (never following links). Fast path: an empty job directory."""
-    with contextlib.suppress(OSError):  # a non-empty directory falls through to the slow path
+def _removed_at_once(path: str) -> bool:
+    """Whether ``path`` is gone after one unlink / rmdir (True when nothing was there)."""
+    try:
         if os.path.islink(path) or not os.path.isdir(path):
             os.unlink(path)
         else:
             os.rmdir(path)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def remove_tree(path: str) -> None:
+    """Delete ``path`` (never following links). Fast paths: nothing there (the job directory is
+    removed after each job and again before the next), an empty job directory."""
+    if _removed_at_once(path):
         return
-    # The program may have made directories unreadable: allow ourselves back in.
+    # A non-empty directory, or one we may not enter: the slow path. The program may have made
+    # directories unreadable: allow ourselves back in.
     with contextlib.suppress(OSError):
         os.chmod(path, 0o700)
         for root, dirs, _files in os.walk(path):

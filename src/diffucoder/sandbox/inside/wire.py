@@ -33,36 +33,53 @@ def encode(value) -> bytes:
     return bytes(out)
 
 
+def _int_bytes(v: int) -> bytes:
+    raw = v.to_bytes((v.bit_length() + 8) // 8, "big", signed=True)
+    return b"i" + _LEN.pack(len(raw)) + raw
+
+
+# The encoder runs for every value a test compares, on both sides of the sandbox: the common
+# types are tested first, a tag and its length are packed at once, and small ints are looked up.
+_TAGGED = struct.Struct(">cI")
+_TAGGED_F64 = struct.Struct(">cd")
+_TAGGED_C128 = struct.Struct(">cdd")
+_SMALL_INTS = {v: _int_bytes(v) for v in range(-256, 257)}
+
+
 def _encode(v, out: bytearray, depth: int) -> None:
     if depth > MAX_DEPTH:
         raise WireError(f"value nested deeper than {MAX_DEPTH} levels (or contains itself)")
     t = type(v)
-    if v is None:
+    if t is int:
+        small = _SMALL_INTS.get(v)
+        out += small if small is not None else _int_bytes(v)
+    elif t is str:
+        raw = v.encode("utf-8", "surrogatepass")
+        out += _TAGGED.pack(b"s", len(raw))
+        out += raw
+    elif t is list or t is tuple:
+        out += _TAGGED.pack(b"l" if t is list else b"t", len(v))
+        for item in v:
+            _encode(item, out, depth + 1)
+    elif v is None:
         out += b"N"
     elif t is bool:
         out += b"T" if v else b"F"
-    elif t is int:
-        raw = v.to_bytes((v.bit_length() + 8) // 8, "big", signed=True)
-        out += b"i" + _LEN.pack(len(raw)) + raw
     elif t is float:
-        out += b"f" + _F64.pack(v)
-    elif t is complex:
-        out += b"c" + _C128.pack(v.real, v.imag)
-    elif t is str:
-        raw = v.encode("utf-8", "surrogatepass")
-        out += b"s" + _LEN.pack(len(raw)) + raw
-    elif t is bytes:
-        out += b"b" + _LEN.pack(len(v)) + v
-    elif t in _CONTAINERS:
-        items = list(v)
-        out += _CONTAINERS[t] + _LEN.pack(len(items))
-        for item in items:
-            _encode(item, out, depth + 1)
+        out += _TAGGED_F64.pack(b"f", v)
     elif t is dict:
-        items = list(v.items())
-        out += b"d" + _LEN.pack(len(items))
-        for key, item in items:
+        out += _TAGGED.pack(b"d", len(v))
+        for key, item in v.items():
             _encode(key, out, depth + 1)
+            _encode(item, out, depth + 1)
+    elif t is bytes:
+        out += _TAGGED.pack(b"b", len(v))
+        out += v
+    elif t is complex:
+        out += _TAGGED_C128.pack(b"c", v.real, v.imag)
+    elif t is set or t is frozenset:
+        out += _TAGGED.pack(_CONTAINERS[t], len(v))
+        for item in v:
             _encode(item, out, depth + 1)
     else:
         raise WireError(f"{t.__module__}.{t.__qualname__} is not plain data")
@@ -70,69 +87,81 @@ def _encode(v, out: bytearray, depth: int) -> None:
 
 def decode(data) -> object:
     view = memoryview(data)
-    value, end = _decode(view, 0, 0)
+    if view.format != "B" or view.ndim != 1:
+        view = view.cast("B")
+    value, end = _decode(view, 0, 0, len(view))
     if end != len(view):
         raise WireError(f"{len(view) - end} trailing bytes after the value")
     return value
 
 
-def _need(view: memoryview, pos: int, n: int) -> None:
-    if n < 0 or pos + n > len(view):
-        raise WireError("truncated data")
+# Tags as the byte values a memoryview yields: the decoder runs for every record, request and
+# reply on both sides of the sandbox, so it compares small ints instead of slicing out bytes.
+_N, _T, _FALSE, _FLOAT, _COMPLEX, _INT, _STR, _BYTES, _DICT = b"NTFfcisbd"
+_BUILDER_OF = {tag[0]: builder for tag, builder in _BUILDERS.items()}
 
 
-def _decode(view: memoryview, pos: int, depth: int):
+def _decode(view: memoryview, pos: int, depth: int, size: int):
     if depth > MAX_DEPTH:
         raise WireError(f"data nested deeper than {MAX_DEPTH} levels")
-    _need(view, pos, 1)
-    tag = bytes(view[pos:pos + 1])
+    if pos >= size:
+        raise WireError("truncated data")
+    tag = view[pos]
     pos += 1
-    if tag == b"N":
+    if tag == _N:
         return None, pos
-    if tag in (b"T", b"F"):
-        return tag == b"T", pos
-    if tag == b"f":
-        _need(view, pos, 8)
+    if tag == _T:
+        return True, pos
+    if tag == _FALSE:
+        return False, pos
+    if tag == _FLOAT:
+        if pos + 8 > size:
+            raise WireError("truncated data")
         return _F64.unpack_from(view, pos)[0], pos + 8
-    if tag == b"c":
-        _need(view, pos, 16)
+    if tag == _COMPLEX:
+        if pos + 16 > size:
+            raise WireError("truncated data")
         real, imag = _C128.unpack_from(view, pos)
         return complex(real, imag), pos + 16
-    _need(view, pos, 4)
+    if pos + 4 > size:
+        raise WireError("truncated data")
     (n,) = _LEN.unpack_from(view, pos)
     pos += 4
-    if tag in (b"i", b"s", b"b"):
-        _need(view, pos, n)
-        raw = bytes(view[pos:pos + n])
-        if tag == b"i":
-            return int.from_bytes(raw, "big", signed=True), pos + n
-        if tag == b"s":
-            try:
-                return raw.decode("utf-8", "surrogatepass"), pos + n
-            except UnicodeDecodeError as err:
-                raise WireError(f"bad string: {err}") from None
-        return raw, pos + n
-    _need(view, pos, n)  # every item takes at least one byte: refuse absurd counts early
-    if tag in _BUILDERS:
+    end = pos + n
+    if end > size:  # a payload's length, or an item count (every item takes at least one byte)
+        raise WireError("truncated data")
+    if tag == _STR:
+        try:
+            return str(view[pos:end], "utf-8", "surrogatepass"), end
+        except UnicodeDecodeError as err:
+            raise WireError(f"bad string: {err}") from None
+    if tag == _INT:
+        return int.from_bytes(view[pos:end], "big", signed=True), end
+    if tag == _BYTES:
+        return bytes(view[pos:end]), end
+    builder = _BUILDER_OF.get(tag)
+    if builder is not None:
         items = []
         for _ in range(n):
-            item, pos = _decode(view, pos, depth + 1)
+            item, pos = _decode(view, pos, depth + 1, size)
             items.append(item)
+        if builder is list:
+            return items, pos
         try:
-            return _BUILDERS[tag](items), pos
+            return builder(items), pos
         except TypeError as err:  # an unhashable item in a set
             raise WireError(f"bad set: {err}") from None
-    if tag == b"d":
+    if tag == _DICT:
         out = {}
         for _ in range(n):
-            key, pos = _decode(view, pos, depth + 1)
-            item, pos = _decode(view, pos, depth + 1)
+            key, pos = _decode(view, pos, depth + 1, size)
+            item, pos = _decode(view, pos, depth + 1, size)
             try:
                 out[key] = item
             except TypeError as err:
                 raise WireError(f"bad dict key: {err}") from None
         return out, pos
-    raise WireError(f"unknown tag {tag!r}")
+    raise WireError(f"unknown tag {bytes([tag])!r}")
 
 
 def strict_equal(a, b) -> bool:
@@ -162,19 +191,33 @@ def is_plain(value) -> bool:
 
 # --- framing: 4-byte big-endian length, then the payload --------------------------------
 
+SMALL_WRITE = 1 << 14   # frames up to this size are joined into one write
+READ_AHEAD = 1 << 16    # what a FrameReader asks for at once
+
 def send_frame(fd: int, payload) -> None:
     send_frames(fd, [payload])
 
 
 def send_frames(fd: int, payloads) -> None:
-    """Several frames in one ``writev`` where possible: the reader wakes up once."""
+    """Several frames in one ``writev`` where possible: the reader wakes up once. Small ``bytes``
+    frames (a call, a reply, a step's records) go out joined, in one plain ``write``; anything
+    else is never copied: the zygote hands on job data from buffers it wipes or that no fork
+    inherits, and a copy would outlive them in its heap."""
     parts = []
     for payload in payloads:
         parts += [_LEN.pack(len(payload)), payload]
-    write_all(fd, *parts)
+    if all(type(p) is bytes for p in payloads) and sum(map(len, parts)) <= SMALL_WRITE:
+        write_all(fd, b"".join(parts))
+    else:
+        write_all(fd, *parts)
 
 
 def write_all(fd: int, *parts) -> None:
+    if len(parts) == 1 and type(parts[0]) is bytes:  # the common case: one write, all taken
+        written = os.write(fd, parts[0])
+        if written == len(parts[0]):
+            return
+        parts = (memoryview(parts[0])[written:],)
     views = [memoryview(p).cast("B") for p in parts if len(p)]
     while views:
         n = os.writev(fd, views[:512])
@@ -194,6 +237,45 @@ def recv_frame(fd: int, limit: int):
     if n > limit:
         raise WireError(f"frame of {n} bytes exceeds the limit of {limit}")
     return read_exact(fd, n)
+
+
+class FrameReader:
+    """Frames from a stream that nothing else reads, read ahead: a small frame costs one
+    ``read``, not two (the runner and the candidate exchange one per call and per reply).
+
+        link = FrameReader(fd)
+        payload = link.frame(limit)      # as recv_frame: None on a clean end of stream
+    """
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self._buf = bytearray()
+
+    def frame(self, limit: int):
+        buf = self._buf
+        if not self._fill(4):
+            if buf:
+                raise EOFError(f"stream ended after {len(buf)} of 4 bytes")
+            return None
+        (n,) = _LEN.unpack_from(buf)
+        if n > limit:
+            raise WireError(f"frame of {n} bytes exceeds the limit of {limit}")
+        if not self._fill(4 + n):
+            raise EOFError(f"stream ended after {len(buf) - 4} of {n} bytes")
+        with memoryview(buf) as view:
+            payload = bytes(view[4:4 + n])
+        del buf[:4 + n]
+        return payload
+
+    def _fill(self, size: int) -> bool:
+        """At least ``size`` bytes buffered; False if the stream ends first."""
+        buf = self._buf
+        while len(buf) < size:
+            chunk = os.read(self.fd, max(size - len(buf), READ_AHEAD))
+            if not chunk:
+                return False
+            buf += chunk
+        return True
 
 
 def read_exact(fd: int, n: int, eof_ok: bool = False):
