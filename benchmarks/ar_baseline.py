@@ -23,18 +23,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from diffucoder.diffusion.loss import causal_attention_mask
 from diffucoder.evaluation.generation import completion_stop_ids
 from diffucoder.model import load_model
 from diffucoder.sampling import load_tokenizer
 from diffucoder.training.data_loader import ChatRows
 from diffucoder.training.inputs import special_ids
-
-
-def causal_mask(attention_mask: torch.Tensor) -> torch.Tensor:
-    """(B, 1, L, L) boolean: position i sees positions j <= i that are real tokens."""
-    length = attention_mask.shape[1]
-    lower = torch.ones(length, length, dtype=torch.bool).tril()
-    return (lower[None] & attention_mask.bool()[:, None, :])[:, None]
 
 
 def train_ar(init_dir: Path, train_file: Path, *, steps: int, lr: float, batch_size: int, seq_len: int,
@@ -62,7 +56,7 @@ def train_ar(init_dir: Path, train_file: Path, *, steps: int, lr: float, batch_s
         # Only the answer (+ its eos) is scored: targets are tokens 1..L-1 that are not prompt,
         # not <|dlm_pad|> fill and inside the canvas.
         answer = ~batch.prompt_mask & batch.attention_mask.bool() & (tokens != ids["dlm_pad"])
-        logits = model(tokens, attention_mask=causal_mask(batch.attention_mask)).logits
+        logits = model(tokens, attention_mask=causal_attention_mask(batch.attention_mask)).logits
         target_mask = answer[:, 1:]
         loss = F.cross_entropy(logits[:, :-1][target_mask], tokens[:, 1:][target_mask])
         optimizer.zero_grad(set_to_none=True)
@@ -94,7 +88,7 @@ class ARCompleter:
             answer: list[int] = []
             for _ in range(self.max_new_tokens):
                 tokens = torch.tensor([ids + answer])
-                logits = self.model(tokens, attention_mask=causal_mask(torch.ones_like(tokens))).logits
+                logits = self.model(tokens, attention_mask=causal_attention_mask(torch.ones_like(tokens))).logits
                 token = int(logits[0, -1].argmax())
                 if token in self.stop_ids:
                     break
