@@ -61,7 +61,7 @@ from diffucoder.recipes.masked_diffusion import SFTConfig, train  # noqa: E402
 from diffucoder.sampling import load_tokenizer  # noqa: E402
 from diffucoder.sampling.arness_report import measure_arness, write_arness_report  # noqa: E402
 from diffucoder.serving.smoke import random_model_dir  # noqa: E402
-from diffucoder.tasks import generate_suite, verify_references  # noqa: E402
+from diffucoder.tasks import SPLITS, generate_suite, verify_references  # noqa: E402
 from diffucoder.tasks import write_suite as write_tasks  # noqa: E402
 from diffucoder.training.chat import render_prompt, split_chat  # noqa: E402
 
@@ -123,16 +123,17 @@ def paired_row(name: str, reference: dict[str, int], verdicts: dict[str, int], s
 
 # -- the suite and the models -----------------------------------------------------------------------
 
-def write_suite(root: Path, families: list[str], seed: int, wordings: int) -> dict[str, int]:
-    """Every task of ``families``: held-out tasks in one wording, training tasks in ``wordings``
-    (``generate_suite``). The split is by parameters and does not depend on the seed: no held-out
-    parameter set is ever trained on."""
-    tasks = generate_suite(seed=seed, max_per_family=0, families=families, wordings=wordings)
+def write_suite(root: Path, families: list[str], seed: int, wordings: int, rl_fraction: float) -> dict[str, int]:
+    """Every task of ``families``: held-out tasks in one wording, SFT and RL tasks in ``wordings``
+    (``generate_suite``). The splits are by parameters and do not depend on the seed: no held-out
+    parameter set is ever trained on, and RL's parameter sets are not SFT's."""
+    tasks = generate_suite(seed=seed, max_per_family=0, families=families, wordings=wordings,
+                           rl_fraction=rl_fraction)
     failures = verify_references(tasks)
     if failures:
         sys.exit(f"reference solutions fail: {failures[:3]}")
     write_tasks(tasks, root)
-    return {split: sum(t.split == split for t in tasks) for split in ("train", "heldout")}
+    return {split: sum(t.split == split for t in tasks) for split in SPLITS}
 
 
 def fresh_model(root: Path, suite: Path, vocab: int, seed: int) -> Path:
@@ -253,9 +254,15 @@ def decoding(model_dir: Path, suite: Path, work: Path, exact: dict[str, int], ar
     return {"arness": arness, "arness_seconds": round(arness_seconds, 1), "modes": rows}
 
 
+def rl_prompts_file(suite: Path) -> str:
+    """RL's prompts: the ``rl`` split when there is one (parameters SFT never saw), else SFT's."""
+    return "tasks-rl.jsonl" if (suite / "tasks-rl.jsonl").is_file() else "tasks-train.jsonl"
+
+
 def rl(model: Path, suite: Path, workdir: Path, estimator: str, args: argparse.Namespace) -> tuple[Path, dict]:
     cfg = load_config(RLConfig, recipe_path("tiny-cpu", "rl"), [
-        f"model.init_from={model}", f"data.uri={suite}", f"output.workdir={workdir}", f"train.steps={args.rl_steps}",
+        f"model.init_from={model}", f"data.uri={suite}", f"data.file={rl_prompts_file(suite)}",
+        f"output.workdir={workdir}", f"train.steps={args.rl_steps}",
         f"objective.estimator.method={estimator}", f"optim.lr={args.rl_lr}", f"train.seed={args.seed}",
         f"rollout.sampling.temperature={args.rollout_temperature}", f"train.threads={args.threads}",
         f"rollout.group_size={args.group_size}", f"rollout.prompts_per_step={args.prompts_per_step}",
@@ -290,8 +297,8 @@ def verdict(r: dict) -> str:
 
 def render(out: dict, args: argparse.Namespace) -> str:
     lines = ["# Learning on a CPU: SFT, the AR baseline, decoding, coupled-GRPO", "",
-             f"Suite: {args.families} ({out['suite']['train']} training prompts, {out['suite']['heldout']} held-out "
-             f"tasks, disjoint by parameters). Greedy decoding of {args.max_new_tokens} tokens in "
+             f"Suite: {args.families} ({out['suite']['train']} SFT prompts, {out['suite']['rl']} RL prompts, "
+             f"{out['suite']['heldout']} held-out tasks, the three disjoint by parameters). Greedy decoding of {args.max_new_tokens} tokens in "
              f"{args.max_new_tokens} steps unless said otherwise.", "",
              f"## SFT ({out['sft']['steps']} steps, the first {out['sft']['ar_steps']} autoregressive; "
              f"{out['sft']['train_seconds']:.0f} s of training)", "",
@@ -325,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, help="keep everything here; an SFT model found here is reused")
     parser.add_argument("--families", default=FAMILIES, help="task families (comma-separated)")
     parser.add_argument("--wordings", type=int, default=4, help="wordings of each training task (seeds)")
+    parser.add_argument("--rl-fraction", type=float, default=0.25,
+                        help="share of the training parameter sets kept for RL only (0 = RL on SFT's prompts)")
     parser.add_argument("--sft-steps", type=int, default=800)
     parser.add_argument("--ar-warmup", type=float, default=0.5, help="share of the SFT steps trained autoregressively")
     parser.add_argument("--sft-lr", type=float, default=2e-3)
@@ -357,13 +366,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--skip: unknown studies {sorted(skip - set(STUDIES))}; known: {', '.join(STUDIES)}")
     if min(args.rl_steps, args.sft_steps, args.wordings, args.curve_every) < 1 or not 0 <= args.ar_warmup < 1:
         parser.error("need --rl-steps, --sft-steps, --wordings, --curve-every >= 1 and 0 <= --ar-warmup < 1")
+    if not 0 <= args.rl_fraction < 1:
+        parser.error(f"--rl-fraction: must be in [0, 1), got {args.rl_fraction}")
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="diffucoder-rl-lift-"))
     work.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     suite = work / "suite"
-    counts = write_suite(suite, args.families.split(","), args.seed, args.wordings)
-    print(f"suite: {counts['train']} training prompts, {counts['heldout']} held-out tasks (workdir {work})", flush=True)
+    counts = write_suite(suite, args.families.split(","), args.seed, args.wordings, args.rl_fraction)
+    print(f"suite: {counts['train']} SFT prompts, {counts['rl']} RL prompts, {counts['heldout']} held-out tasks "
+          f"(workdir {work})", flush=True)
     init = work / "init"
     if not (init / "config.json").is_file():
         fresh_model(init, suite, args.vocab, args.seed)

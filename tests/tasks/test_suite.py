@@ -35,6 +35,30 @@ def test_split_is_by_parameters_and_independent_of_the_seed():
     assert 0.1 < share < 0.3
 
 
+def test_rl_split_takes_training_parameters_only_and_is_written_for_rl(tmp_path):
+    plain = generate_suite(seed=0)
+    split = generate_suite(seed=0, rl_fraction=0.25, wordings=2)
+    ids = {name: {t.task_id.split("@")[0] for t in split if t.split == name} for name in ("train", "rl", "heldout")}
+    # the held-out tasks are those of a suite without an RL split; RL and SFT parameters never meet
+    assert ids["heldout"] == {t.task_id for t in plain if t.split == "heldout"}
+    assert ids["rl"] and not ids["rl"] & ids["train"] and not ids["rl"] & ids["heldout"]
+    assert ids["rl"] | ids["train"] == {t.task_id for t in plain if t.split == "train"}
+    assert 0.15 < len(ids["rl"]) / (len(ids["rl"]) + len(ids["train"])) < 0.35
+    assert sum(t.task_id.endswith("@wording1") for t in split if t.split == "rl") == len(ids["rl"])
+    for task in split:
+        assert task.split == split_of(task.family, task.params, 0.2, 0.25)
+    paths = write_suite(split, tmp_path / "suite")
+    rl_records = read_tasks(paths["tasks-rl"])
+    assert {r["task_id"] for r in rl_records} == {t.task_id for t in split if t.split == "rl"}
+    sft_ids = {r["task_id"] for r in read_tasks(paths["sft-train"])}
+    assert len(sft_ids) == sum(t.split == "train" for t in split)
+    assert not sft_ids & {r["task_id"] for r in rl_records}
+    assert "tasks-rl" not in write_suite(plain, tmp_path / "plain")
+    assert not (tmp_path / "plain" / "tasks-rl.jsonl").exists()
+    with pytest.raises(DiffucoderError, match="rl_fraction"):
+        generate_suite(seed=0, rl_fraction=1.0)
+
+
 def test_max_per_family_caps_each_family_and_split():
     tasks = generate_suite(seed=0, max_per_family=5)
     counts = collections.Counter((t.family, t.split) for t in tasks)

@@ -25,7 +25,7 @@ from diffucoder.stages.plan import passthrough_model, trains
 from diffucoder.stages.registry import stage, stage_uri
 from diffucoder.stages.training import recipe_config, run_training, wiring
 from diffucoder.store import resolve
-from diffucoder.tasks import generate_suite, verify_references, write_suite
+from diffucoder.tasks import SPLITS, generate_suite, verify_references, write_suite
 from diffucoder.tasks.config import TaskSuiteConfig
 
 STAGE = stage("sft")
@@ -42,10 +42,11 @@ def publish_task_suite(store_root: str, run_name: str, cfg: TaskSuiteConfig | No
     with tempfile.TemporaryDirectory(prefix="diffucoder-tasks-") as tmp:
         write_suite(tasks, tmp)
         store, name = resolve(uri)
-        counts = {split: sum(t.split == split for t in tasks) for split in ("train", "heldout")}
+        counts = {split: sum(t.split == split for t in tasks) for split in SPLITS}
         store.put_artifact(name, tmp, metadata={
             "kind": "task-suite", "format": "humaneval+chat-jsonl", "seed": cfg.seed,
             "heldout_fraction": cfg.heldout_fraction, "max_per_family": cfg.max_per_family, "wordings": cfg.wordings,
+            "rl_fraction": cfg.rl_fraction,
             "counts": counts, "families": sorted({t.family for t in tasks})})
     return uri
 

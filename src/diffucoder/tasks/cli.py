@@ -21,13 +21,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="share of parameter sets held out (default: %(default)s)")
     parser.add_argument("--max-per-family", type=int, default=0,
                         help="at most this many tasks per family and split (0 = all)")
+    parser.add_argument("--rl-fraction", type=float, default=0.0,
+                        help="share of the other parameter sets kept out of SFT for RL, tasks-rl.jsonl "
+                             "(default: %(default)s)")
     parser.add_argument("--verify", action="store_true",
                         help="run every reference solution against its tests first")
     parser.add_argument("--publish", default="", help="also publish the files as this store artifact URI")
 
 
 def main(args: argparse.Namespace) -> int:
-    tasks = generate_suite(args.seed, args.heldout_fraction, args.max_per_family)
+    tasks = generate_suite(args.seed, args.heldout_fraction, args.max_per_family, rl_fraction=args.rl_fraction)
     if args.verify:
         failures = verify_references(tasks)
         if failures:

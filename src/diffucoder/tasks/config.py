@@ -15,9 +15,11 @@ class TaskSuiteConfig:
     families: list[str] = setting(default_factory=list,
                                   help="task families to include (empty = all); e.g. [affine_map, polynomial]")
     wordings: int = setting(1, min=1, help="wordings of each training task (held-out tasks: one)")
+    rl_fraction: float = setting(0.0, min=0.0, max=0.95,
+                                 help="share of the training parameter sets kept out of SFT for RL (tasks-rl.jsonl)")
 
     def suite_args(self) -> dict:
         """Keyword arguments of ``generate_suite`` for this config."""
         return {"seed": self.seed, "heldout_fraction": self.heldout_fraction,
                 "max_per_family": self.max_per_family, "families": self.families or None,
-                "wordings": self.wordings}
+                "wordings": self.wordings, "rl_fraction": self.rl_fraction}
