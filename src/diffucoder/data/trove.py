@@ -33,16 +33,29 @@ Near-duplicates are therefore found across the whole corpus, not per input part.
 documents go to ``outcomes/<reason>/`` (path, size, reason; benchmark hits; the text of
 near-duplicates, for the report's exact-Jaccard check), and each reader task writes what
 it skipped to ``reads/<rank>.json``; ``trove_select.TroveSelection`` adds it all up.
+Every task logs to ``logs/<stage>/logs/``; the console shows only errors, a failed task's
+exception is raised to the caller (not printed), and a log line the disk refused fails its
+task, naming the log (never loguru's "Logging error" traceback). The task processes keep
+their temp files in a directory of the run's (or slice's) own under TMPDIR
+(``task_tempdir``), which the same run or slice clears when rerun: a SIGKILLed run's
+multiprocessing ``pymp-*`` dirs do not stay behind.
 This module imports nothing heavy (no transformers): every task process imports it.
 The intermediate JSONL is not compressed: on one machine gzip (level 9 in datatrove's
 writers) took a quarter of the CPU time of the stages.
 """
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import os
 import re
-from collections import Counter
+import shutil
+import sys
+import tempfile
+from collections import Counter, deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +64,7 @@ import numpy as np
 from datasketch import MinHashLSH
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.executor import LocalPipelineExecutor
+from datatrove.io import DataFolder
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.dedup.exact_dedup import (ExactDedupConfig, ExactDedupFilter,
                                                   ExactDedupSignature, ExactFindDedups)
@@ -63,6 +77,8 @@ from datatrove.pipeline.readers.base import BaseReader
 from datatrove.pipeline.writers import JsonlWriter
 from datatrove.utils.binaryio import read_tuples_from_file
 from datatrove.utils.hashing import HashConfig
+from datatrove.utils.logging import log_pipeline, logger, setup_default_logger
+from datatrove.utils.stats import PipelineStats
 from datatrove.utils.typeshelper import StatHints
 from datatrove.utils.word_tokenizers import WordTokenizer
 
@@ -489,13 +505,157 @@ def stage_pipeline(cfg: CurateConfig, roots: list[Path], trove: Path,
     raise DiffucoderError(f"unknown curate stage {stage!r}; the stages are {', '.join(STAGES)}")
 
 
-class QuietLocalExecutor(LocalPipelineExecutor):
-    """datatrove's local executor whose tasks print only errors on the console (a curation prints its
-    own summary and report); every task's whole log stays in ``<trove>/logs/<stage>/logs/``."""
+TASK_LOG_FORMAT = ("{time:YYYY-MM-DD HH:mm:ss.SSS} | <level>{level: <8}</level> | "
+                   "{name}:{function}:{line} - <level>{message}</level>")   # datatrove's
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
-    def _run_for_rank(self, rank: int, local_rank: int = 0, node_rank: int = -1):
-        # datatrove uses local_rank for nothing but the console level: != 0 means errors only
-        return super()._run_for_rank(rank, local_rank=1, node_rank=node_rank)
+
+class TaskLogFile:
+    """A task's log file as a loguru sink that never makes a logging call fail or print: a line
+    the disk refuses (full, over quota) is dropped and its error kept in ``error``, with the
+    file's path. As a plain stream sink, loguru would print "--- Logging error ---" and a
+    traceback for every line it could not write."""
+
+    def __init__(self, folder: DataFolder, name: str):
+        self.path = folder.resolve_paths(name)
+        self.error: OSError | None = None
+        self._file = folder.open(name, "w")
+
+    def write(self, message: str) -> None:
+        if self.error is not None:
+            return
+        try:
+            self._file.write(message)
+            self._file.flush()
+        except OSError as err:
+            self.error = OSError(err.errno, err.strerror, self.path)
+
+    def close(self) -> None:
+        try:
+            self._file.close()
+        except OSError as err:
+            self.error = self.error or OSError(err.errno, err.strerror, self.path)
+
+
+def console_errors_only() -> None:
+    """loguru's only sink: the console, errors only, and not a task's exception, which goes
+    up to the caller, who reports it (the CLI in one line). The executors' summaries and the
+    tasks' logs stay in ``<trove>/logs/``; a curation prints its own summary."""
+    logger.remove()
+    logger.add(sys.stderr, level="ERROR", format=TASK_LOG_FORMAT,
+               filter=lambda record: record["exception"] is None)
+
+
+@contextmanager
+def task_log(folder: DataFolder, rank: int) -> Iterator[None]:
+    """What a task logs: everything to ``<folder>/logs/task_<rank>.log``, errors also on the
+    console (``console_errors_only``). A log line the disk refused makes a task that otherwise
+    succeeded fail afterwards with that error, naming the log: a task's log is whole or the
+    task is not done."""
+    log = TaskLogFile(folder, f"logs/task_{rank:05d}.log")
+    console_errors_only()
+    logger.add(log.write, level="DEBUG", format=TASK_LOG_FORMAT, colorize=False)
+    try:
+        yield
+    except Exception:
+        logger.exception(f"task {rank} failed")          # to the log file only
+        raise
+    finally:
+        console_errors_only()
+        log.close()
+    if log.error is not None:
+        raise log.error
+
+
+class QuietLocalExecutor(LocalPipelineExecutor):
+    """datatrove's local executor with the project's task logs (``task_log``: no traceback from
+    a log sink on a full disk; the console shows only errors, and a task's exception is raised
+    to the caller, not printed), a task marked complete only once its log is whole, and task
+    processes spawned rather than forked by a forkserver: its socket would put a
+    multiprocessing temp dir in this process's TMPDIR for the process's whole life, out of
+    reach of ``temp_files_in``. Every task's log stays in ``<trove>/logs/<stage>/logs/``."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, start_method="spawn", **kwargs)
+
+    def _run_for_rank(self, rank: int, local_rank: int = 0, node_rank: int = -1) -> PipelineStats:
+        # datatrove's own (executor/base.py), but for the logging; one machine: no node rank
+        if self.is_rank_completed(rank):
+            return PipelineStats()
+        self._set_distributed_environment(node_rank)
+        with task_log(self.logging_dir, rank):
+            log_pipeline(self.pipeline)
+            data = None
+            for step in self.pipeline:
+                data = step(data, rank, self.world_size)
+            if data:
+                deque(data, maxlen=0)
+            stats = PipelineStats(self.pipeline)
+            with self.logging_dir.open(f"stats/{rank:05d}.json", "w") as handle:
+                stats.save_to_disk(handle)
+            logger.success(stats.get_repr(f"Task {rank}"))
+        self.mark_rank_as_completed(rank)
+        return stats
+
+
+SUN_PATH_MAX = 107                               # bytes in a Unix socket's path
+POOL_SOCKET = len("/pymp-XXXXXXXX/listener-XXXXXXXX")  # what a pool's manager makes in TMPDIR
+
+
+def task_tempdir(trove: Path, stage: str | None = None, ranks: range | None = None) -> Path | None:
+    """The temp dir of the task processes of a whole run (no ``stage``) or of one slice:
+    ``<TMPDIR>/curate-<digest of the trove's path and the slice>``, the same when the same run
+    or slice is run again. None when TMPDIR's path is too long for the Unix socket a pool's
+    manager makes under it (the tasks then use TMPDIR itself, as datatrove does)."""
+    what = str(Path(trove).absolute()) + ("" if stage is None else
+                                          f" {stage} {ranks.start}:{ranks.stop}")
+    path = Path(tempfile.gettempdir()) / f"curate-{hashlib.sha256(what.encode()).hexdigest()[:10]}"
+    return path if len(os.fsencode(path)) + POOL_SOCKET <= SUN_PATH_MAX else None
+
+
+@contextmanager
+def temp_files_in(path: Path | None) -> Iterator[None]:
+    """The processes started meanwhile keep their temp files under ``path`` (TMPDIR and
+    ``tempfile.tempdir`` point there, both restored after), which is emptied first and removed
+    after. A datatrove pool's manager process keeps a multiprocessing ``pymp-*`` dir in
+    TMPDIR, which it removes only when it exits: SIGKILLed with its run, it left it in TMPDIR
+    for good; under ``task_tempdir`` the same run or slice run again removes it, and never
+    another run's or slice's. ``path`` None: TMPDIR unchanged."""
+    if path is None:
+        yield
+        return
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    saved_env, saved_tempdir = os.environ.get("TMPDIR"), tempfile.tempdir
+    os.environ["TMPDIR"] = tempfile.tempdir = str(path)
+    try:
+        yield
+    finally:
+        tempfile.tempdir = saved_tempdir
+        if saved_env is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = saved_env
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@contextmanager
+def stages_running(trove: Path, tempdir: Path | None) -> Iterator[None]:
+    """Around the executors' runs: their task processes' temp files in ``tempdir``
+    (``temp_files_in``), only errors on the console (``console_errors_only``; datatrove's
+    default console afterwards), and a full disk whose error names no file (a write to an
+    open file) reported as writing ``trove``."""
+    try:
+        with temp_files_in(tempdir):
+            console_errors_only()
+            try:
+                yield
+            finally:
+                setup_default_logger()
+    except OSError as err:
+        if err.errno in DISK_FULL and not err.filename:
+            raise OSError(err.errno, err.strerror, str(trove)) from err
+        raise
 
 
 def _executor(cfg: CurateConfig, roots: list[Path], trove: Path, stage: str, tasks: int,
@@ -507,8 +667,9 @@ def _executor(cfg: CurateConfig, roots: list[Path], trove: Path, stage: str, tas
 
 def run_stages(cfg: CurateConfig, roots: list[Path], trove: Path, workers: int) -> None:
     """Every stage on this machine, ``workers`` tasks at a time."""
-    for stage, tasks in stage_plan(cfg, workers):
-        _executor(cfg, roots, trove, stage, tasks, workers, skip_completed=False).run()
+    with stages_running(trove, task_tempdir(trove)):
+        for stage, tasks in stage_plan(cfg, workers):
+            _executor(cfg, roots, trove, stage, tasks, workers, skip_completed=False).run()
 
 
 def parse_ranks(text: str | int | range) -> range:
@@ -620,8 +781,9 @@ def run_task(cfg: CurateConfig, roots: list[Path], trove: Path, stage: str, rank
     tasks = check_task(cfg, stage, ranks, workers,
                        missing_tasks(cfg, trove, workers) if missing is None else missing)
     if tasks:
-        _executor(cfg, roots, trove, stage, tasks, min(workers, len(ranks)),
-                  local_tasks=len(ranks), local_rank_offset=ranks.start).run()
+        with stages_running(trove, task_tempdir(trove, stage, ranks)):
+            _executor(cfg, roots, trove, stage, tasks, min(workers, len(ranks)),
+                      local_tasks=len(ranks), local_rank_offset=ranks.start).run()
 
 
 def missing_tasks(cfg: CurateConfig, trove: Path, workers: int) -> dict[str, list[int]]:
