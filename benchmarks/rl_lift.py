@@ -4,9 +4,9 @@
     .venv/bin/python benchmarks/rl_lift.py --workdir /tmp/lift      # keep (and on a rerun reuse) the SFT model
     .venv/bin/python benchmarks/rl_lift.py --estimators coupled --skip ar_baseline,decoding --json lift.json
 
-1. The task suite: the project's synthetic function-writing tasks of ``--families``; train and
-   held-out splits are disjoint by task parameters (``diffucoder.tasks``), training tasks in
-   ``--wordings`` wordings each.
+1. The task suite: the project's synthetic function-writing tasks of ``--families``; SFT, RL
+   (``--rl-fraction`` of the training parameter sets) and held-out splits are disjoint by task
+   parameters (``diffucoder.tasks``), SFT and RL tasks in ``--wordings`` wordings each.
 2. SFT (the project's recipe, ``configs/tiny-cpu/sft.yaml`` with this script's budget): a fresh
    ``tiny`` model (BPE trained on the suite's texts) trained ``--sft-steps``, the first
    ``--ar-warmup`` of them autoregressively, the rest by masked diffusion. Every ``--curve-every``
@@ -19,8 +19,10 @@
 5. Decoding on the SFT model: AR-ness (local and global) against temperature (``arness/``), and
    held-out pass@1 of ``steps = N/2`` and of the approximate cached modes against exact decoding
    with ``steps = N`` (paired over tasks).
-6. For each of ``--estimators``: coupled-GRPO from the SFT model with the same budget (``--rl-steps``
-   of ``configs/tiny-cpu/rl.yaml`` on the training prompts, rewards from the sandbox), then held-out
+6. RL's prompts: the RL split's prompts that are hard for the SFT model (``--hard-samples``
+   rollouts each, mean pass rate <= ``--hard-max-mean`` and not all equal: method 4.7), found once.
+   For each of ``--estimators``: coupled-GRPO from the SFT model with the same budget (``--rl-steps``
+   of ``configs/tiny-cpu/rl.yaml`` on those prompts, rewards from the sandbox), then held-out
    pass@1 again, paired against the SFT model.
 
 Measured on 2 loaded CPU cores (2026-12-05, defaults, ``--rl-steps 8``): SFT 79/126 held-out tasks
@@ -54,9 +56,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from diffucoder.config import load_config  # noqa: E402
 from diffucoder.config.recipes import recipe_path  # noqa: E402
+from diffucoder.errors import DiffucoderError  # noqa: E402
 from diffucoder.evaluation import EvaluateConfig, evaluate  # noqa: E402
 from diffucoder.model import load_model, save_model  # noqa: E402
-from diffucoder.recipes.coupled_grpo import RLConfig, train_rl  # noqa: E402
+from diffucoder.recipes.coupled_grpo import RLConfig, run_filter, train_rl  # noqa: E402
 from diffucoder.recipes.masked_diffusion import SFTConfig, train  # noqa: E402
 from diffucoder.sampling import load_tokenizer  # noqa: E402
 from diffucoder.sampling.arness_report import measure_arness, write_arness_report  # noqa: E402
@@ -254,20 +257,45 @@ def decoding(model_dir: Path, suite: Path, work: Path, exact: dict[str, int], ar
     return {"arness": arness, "arness_seconds": round(arness_seconds, 1), "modes": rows}
 
 
-def rl_prompts_file(suite: Path) -> str:
-    """RL's prompts: the ``rl`` split when there is one (parameters SFT never saw), else SFT's."""
-    return "tasks-rl.jsonl" if (suite / "tasks-rl.jsonl").is_file() else "tasks-train.jsonl"
+def rl_config(model: Path, data: Path, workdir: Path, args: argparse.Namespace, *extra: str) -> RLConfig:
+    """``configs/tiny-cpu/rl.yaml`` with this script's budget, from ``model``, on the prompts ``data``."""
+    return load_config(RLConfig, recipe_path("tiny-cpu", "rl"), [
+        f"model.init_from={model}", f"data.uri={data}", f"output.workdir={workdir}", f"train.steps={args.rl_steps}",
+        f"optim.lr={args.rl_lr}", f"train.seed={args.seed}", f"rollout.sampling.temperature={args.rollout_temperature}",
+        f"train.threads={args.threads}", f"rollout.group_size={args.group_size}",
+        f"rollout.prompts_per_step={args.prompts_per_step}", f"rollout.sampling.max_new_tokens={args.max_new_tokens}",
+        f"rollout.sampling.steps={args.rollout_steps}", "objective.ref_sync_every=0", "checkpoint.every_steps=0",
+        *extra])
 
 
-def rl(model: Path, suite: Path, workdir: Path, estimator: str, args: argparse.Namespace) -> tuple[Path, dict]:
-    cfg = load_config(RLConfig, recipe_path("tiny-cpu", "rl"), [
-        f"model.init_from={model}", f"data.uri={suite}", f"data.file={rl_prompts_file(suite)}",
-        f"output.workdir={workdir}", f"train.steps={args.rl_steps}",
-        f"objective.estimator.method={estimator}", f"optim.lr={args.rl_lr}", f"train.seed={args.seed}",
-        f"rollout.sampling.temperature={args.rollout_temperature}", f"train.threads={args.threads}",
-        f"rollout.group_size={args.group_size}", f"rollout.prompts_per_step={args.prompts_per_step}",
-        f"rollout.sampling.max_new_tokens={args.max_new_tokens}", f"rollout.sampling.steps={args.rollout_steps}",
-        "objective.ref_sync_every=0", "checkpoint.every_steps=0"])
+def rl_prompts(model: Path, suite: Path, work: Path, args: argparse.Namespace) -> tuple[Path, dict]:
+    """RL's prompts: the ``rl`` split (parameters SFT never saw; SFT's own prompts without one),
+    cut to the hard ones by ``--hard-samples`` rollouts of the SFT model each (method 4.7): a
+    prompt the model always or never solves gives a group without advantages. Computed once and
+    shared by every estimator, so they train on the same prompts."""
+    source = suite / ("tasks-rl.jsonl" if (suite / "tasks-rl.jsonl").is_file() else "tasks-train.jsonl")
+    if not args.hard_samples:
+        return source, {"prompts": len(source.read_text().splitlines()), "kept": None, "seconds": 0.0}
+    began = time.perf_counter()
+    cfg = rl_config(model, source, work / "rl-filter", args, "hard_filter.enabled=true", "hard_filter.source=sample",
+                    f"hard_filter.samples={args.hard_samples}", f"hard_filter.max_mean={args.hard_max_mean}",
+                    "hard_filter.min_variance=0.01")
+    try:
+        result = run_filter(cfg, work / "rl-filter" / "hard.jsonl", progress=False)
+    except DiffucoderError as err:   # e.g. a model that solves none of them: say so, train on them all
+        print(f"RL prompts: {err}; training on all of {source.name}", flush=True)
+        return source, {"prompts": len(source.read_text().splitlines()), "kept": None, "no_hard": str(err),
+                        "seconds": round(time.perf_counter() - began, 1)}
+    info = {"prompts": result.info["prompts"], "kept": result.info["kept"],
+            "mean_pass_rate": result.info["mean_pass_rate"], "samples": args.hard_samples,
+            "max_mean": args.hard_max_mean, "seconds": round(time.perf_counter() - began, 1)}
+    print(f"RL prompts: {info['kept']} of {info['prompts']} are hard (mean pass rate of {args.hard_samples} rollouts "
+          f"<= {args.hard_max_mean}, not all equal; {info['seconds']:.0f} s)", flush=True)
+    return result.path, info
+
+
+def rl(model: Path, prompts: Path, workdir: Path, estimator: str, args: argparse.Namespace) -> tuple[Path, dict]:
+    cfg = rl_config(model, prompts, workdir, args, f"objective.estimator.method={estimator}")
     result = train_rl(cfg)
     return result.model_dir, result.summary
 
@@ -307,6 +335,12 @@ def render(out: dict, args: argparse.Namespace) -> str:
     lines += ["", "![SFT learning curve](sft_curve.png)", "", "## Held-out pass@1", ""]
     lines += table(out["models"], "SFT")
     lines += [""] + [f"- {r['model']}: {r['change']:+.1%} ({verdict(r)})" for r in out["models"] if "change" in r]
+    if out.get("rl_prompts"):
+        info = out["rl_prompts"]
+        lines += ["", f"RL prompts: the RL split's {info['prompts']}" + (
+            f" (no hard ones: {info['no_hard']})." if info.get("no_hard") else "." if info["kept"] is None else
+            f", of which {info['kept']} hard ones (mean pass rate of {info['samples']} SFT-model rollouts <= "
+            f"{info['max_mean']} and not all equal; {info['seconds']:.0f} s to find) are trained on.")]
     if out.get("rl"):
         lines += ["", "RL runs (in the order measured): " + ", ".join(
             f"{r['model']}: train reward {r['train_reward'][0]:.2f} -> {r['train_reward'][1]:.2f}, "
@@ -350,6 +384,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompts-per-step", type=int, default=4)
     parser.add_argument("--rollout-steps", type=int, default=24, help="sampler steps of a rollout")
     parser.add_argument("--rollout-temperature", type=float, default=1.0)
+    parser.add_argument("--hard-samples", type=int, default=4,
+                        help="rollouts per RL prompt that pick the hard ones (0 = train on every RL prompt)")
+    parser.add_argument("--hard-max-mean", type=float, default=0.75,
+                        help="a hard prompt's largest mean pass rate over --hard-samples rollouts")
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--block-size", type=int, default=16, help="block of the approximate cached modes")
     parser.add_argument("--temperatures", default="0,0.4,0.8,1.2", help="AR-ness temperatures")
@@ -366,6 +404,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--skip: unknown studies {sorted(skip - set(STUDIES))}; known: {', '.join(STUDIES)}")
     if min(args.rl_steps, args.sft_steps, args.wordings, args.curve_every) < 1 or not 0 <= args.ar_warmup < 1:
         parser.error("need --rl-steps, --sft-steps, --wordings, --curve-every >= 1 and 0 <= --ar-warmup < 1")
+    if args.hard_samples == 1 or args.hard_samples < 0:
+        parser.error(f"--hard-samples: 0 (no filter) or at least 2, got {args.hard_samples}")
     if not 0 <= args.rl_fraction < 1:
         parser.error(f"--rl-fraction: must be in [0, 1), got {args.rl_fraction}")
 
@@ -400,9 +440,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"AR baseline held-out pass@1: {models[-1]['solved']}/{models[-1]['tasks']}", flush=True)
     if "decoding" not in skip:
         out["decoding"] = decoding(model, suite, work, before, args)
+    if estimators:
+        prompts, out["rl_prompts"] = rl_prompts(model, suite, work, args)
     for estimator in estimators:
         began = time.perf_counter()
-        rl_model, summary = rl(model, suite, work / f"rl-{estimator}", estimator, args)
+        rl_model, summary = rl(model, prompts, work / f"rl-{estimator}", estimator, args)
         rl_seconds = time.perf_counter() - began
         after = heldout_verdicts(rl_model, suite, work / f"eval-rl-{estimator}", args)
         models.append(paired_row(f"RL ({estimator})", before, after, rl_seconds, args.seed))

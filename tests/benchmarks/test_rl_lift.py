@@ -40,3 +40,9 @@ def test_bad_arguments_are_refused(capsys):
     assert "--skip" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         rl_lift.main(["--ar-warmup", "1.0"])
+    with pytest.raises(SystemExit):
+        rl_lift.main(["--hard-samples", "1"])
+    assert "--hard-samples" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        rl_lift.main(["--rl-fraction", "1.0"])
+    assert "--rl-fraction" in capsys.readouterr().err
