@@ -1,6 +1,6 @@
 # make demo   - the whole DAG on the tiny preset, locally (kfp local runner)
 # make test   - the test suite (what CI runs)
-# make bench  - the benchmark scripts (print figures; not part of the tests; rl_lift.py takes ~1 h)
+# make bench  - the benchmark scripts (print figures; not part of the tests; rl_lift.py takes ~35 min idle)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin

@@ -14,7 +14,8 @@ upload it to / start it on a Kubeflow Pipelines server.
 subprocess of this Python), a local pipeline root and a ``file://`` artifact store under
 ``--output``. The deploy step renders the InferenceService (no cluster here); then, if the gate
 let the model through, the model is served on 127.0.0.1 (``diffucoder serve``) and asked one
-held-out task over the OpenAI-style chat route, the answer printed, the server stopped. All of
+held-out task over the OpenAI-style chat route, the server stopped, and the answer printed with how
+many of the task's tests it passes in the sandbox (scored as the evaluate step scores a sample). All of
 it works from an installed distribution: the DAG and its components are this package.
 """
 from __future__ import annotations
@@ -31,8 +32,11 @@ from pathlib import Path
 import yaml
 from kfp import compiler, local
 
+from diffucoder.config import load_config
 from diffucoder.config.recipes import recipe_path
 from diffucoder.errors import DiffucoderError
+from diffucoder.evaluation import EvaluateConfig, problem_from_record
+from diffucoder.evaluation.scoring import score_answer
 from diffucoder.serving.smoke import serve_and_ask
 from diffucoder.stage_io import REF_FILE, read_ref
 from diffucoder.stages.plan import check_start
@@ -188,18 +192,22 @@ def _deployed_model(run_dir: Path) -> str:
     raise DiffucoderError(f"{manifest}: the deploy step wrote no InferenceService")
 
 
-def ask_served_model(local_run: LocalRun, preset: str) -> tuple[str, str]:
-    """Serve the deployed model on 127.0.0.1, ask one held-out task over the OpenAI chat route, stop.
-    (question, answer)."""
+def ask_served_model(local_run: LocalRun, preset: str) -> tuple[str, str, str]:
+    """Serve the deployed model on 127.0.0.1, ask one held-out task over the OpenAI chat route, stop;
+    then run the answer against the task's tests as the evaluate step would. (question, answer,
+    a line saying how many tests it passed)."""
     store, name = resolve(stage_uri(local_run.store_root, local_run.run_name, stage("sft").data_from))
-    first = store.open_file(name, "tasks-heldout.jsonl").decode().splitlines()[0]
-    question = json.loads(first)["instruction"]
+    first = json.loads(store.open_file(name, "tasks-heldout.jsonl").decode().splitlines()[0])
+    problem = problem_from_record("synthetic", first, "tasks-heldout.jsonl, line 1")
     # What KServe's storage initializer would copy to /mnt/models: the pinned version's files.
     model = local_run.deployed_model
     model = urllib.parse.urlparse(model).path if model.startswith("file://") else model
-    answer = serve_and_ask(model, question, chat=True, config=str(recipe_path(preset, "serve")),
+    answer = serve_and_ask(model, problem.instruction, chat=True, config=str(recipe_path(preset, "serve")),
                            overrides=("access_log=false",))
-    return question, answer
+    sample = score_answer(load_config(EvaluateConfig, recipe_path(preset, "evaluate")), problem, answer)
+    passed = round(sample["passed_fraction"] * sample["tests"])
+    verdict = f"{sample['verdict']}: {passed}/{sample['tests']} of the task's tests pass"
+    return problem.instruction, answer, verdict + (f" ({sample['message']})" if sample["message"] else "")
 
 
 def step_names() -> dict[str, str]:
@@ -273,8 +281,9 @@ def main(args: argparse.Namespace) -> int:
             print("The deploy gate kept the model back (pass@1 below --deploy-min-pass-at-1): nothing to serve.")
         elif not args.no_serve:
             print(f"\nServing {done.deployed_model} on 127.0.0.1 (OpenAI-style chat completion, one held-out task):")
-            question, answer = ask_served_model(done, args.preset)
+            question, answer, verdict = ask_served_model(done, args.preset)
             print(f"  user: {question}\n  assistant:\n" + "\n".join(f"    {line}" for line in answer.splitlines()))
+            print(f"  the answer, tested in the sandbox: {verdict}")
             print("Server stopped.")
         return 0
     if args.action in ("upload", "submit"):

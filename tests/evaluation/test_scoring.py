@@ -7,7 +7,7 @@ import pytest
 from diffucoder.config import load_config
 from diffucoder.evaluation import EvaluateConfig, Problem, evaluate, extract_answer, load_benchmark
 from diffucoder.evaluation.prompts import Answer
-from diffucoder.evaluation.scoring import Scorer
+from diffucoder.evaluation.scoring import Scorer, score_answer
 from diffucoder.sandbox.isolation import ORDER
 from tests.evaluation.evaluation_helpers import EVALPLUS, MBPP, OracleSamplerDouble, WrongSamplerDouble, write_jsonl
 
@@ -98,3 +98,15 @@ def test_no_wrong_or_cheating_answer_passes(tmp_path):
     verdicts = [s["verdict"] for s in task.samples]
     assert "pass" not in verdicts and task.passed == 0
     assert verdicts[-1] == "timeout" and {"fail", "error"} & set(verdicts)
+
+
+def test_score_answer_scores_one_completion_as_evaluate_scores_a_sample():
+    cfg = load_config(EvaluateConfig, None, ["max_tasks=1", *FAST])
+    (problem,) = problems_of(cfg)
+    good = score_answer(cfg, problem, f"```python\n{problem.reference}```")
+    assert good["verdict"] == "pass" and good["passed_fraction"] == 1.0 and good["tests"] >= 3
+    assert good["extraction"] == "fenced"
+    wrong = score_answer(cfg, problem, f"```python\ndef {problem.entry_point}(*args):\n    return None\n```")
+    assert wrong["verdict"] == "fail" and wrong["passed_fraction"] < 1.0
+    broken = score_answer(cfg, problem, f"```python\ndef {problem.entry_point}(:\n```")
+    assert broken["verdict"] != "pass" and broken["passed_fraction"] == 0.0

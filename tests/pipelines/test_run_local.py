@@ -1,18 +1,20 @@
 """The whole DAG on kfp's local runner with micro recipes: what `make demo` runs, in a few minutes.
 
-The first run goes from a code corpus to a rendered InferenceService (gate open); the second
+The first run goes from a code corpus to a rendered InferenceService (gate open), whose model is
+then served and asked a held-out task, as the demo ends; the second
 starts at RL from the first run's SFT model with an unreachable gate: curation, pre-training and
 SFT training are skipped, and nothing is deployed.
 """
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import yaml
 
 from diffucoder.kube.config import image_ref
-from diffucoder_kfp.cli import run_local
+from diffucoder_kfp.cli import ask_served_model, run_local
 from diffucoder.store import open_store
 
 pytestmark = pytest.mark.integration
@@ -65,6 +67,12 @@ def test_the_whole_dag_runs_then_a_run_can_start_at_rl(tmp_path, monkeypatch):
     assert isvc["kind"] == "InferenceService" and isvc["metadata"]["name"] == "diffucoder"
     rl_summary = json.loads(store.open_file("runs/r1/rl", "training/summary.json"))
     assert rl_summary["steps"] == 1 and rl_summary["rollouts"] == 4
+    # the demo's last step: the deployed version served, asked the first held-out task, the answer tested
+    question, answer, verdict = ask_served_model(first, "tiny-cpu")
+    held_out = json.loads(store.open_file("runs/r1/tasks", "tasks-heldout.jsonl").decode().splitlines()[0])
+    assert question == held_out["instruction"] and isinstance(answer, str)
+    assert re.fullmatch(r"(pass|fail|error|timeout|memory|crashed): \d+/[1-9]\d* of the task's tests pass( \(.*\))?",
+                        verdict, re.S), verdict
 
     start = store.uri("runs/r1/sft")
     second = run_local("tiny-cpu", tmp_path / "run2", None, "r2", [s for s in SETS if not s.startswith("curate.")],

@@ -3,6 +3,7 @@
     with Scorer(cfg.limits, cfg.sandbox) as scorer:
         results = scorer.score(problems, answers)      # answers[i]: list[Answer] of problem i
     results[0].passed, results[0].n, results[0].time_limit_s, scorer.isolation, scorer.sandbox_info
+    score_answer(cfg, problem, completion)["verdict"]  # one completion, as evaluate scores a sample
 
 The answers run where ``sandbox`` says: the sandbox service (``sandbox.endpoint``) or a local
 pool, never below ``sandbox.min_isolation`` (``diffucoder.sandbox.open_sandbox``); a sandbox
@@ -23,10 +24,11 @@ from dataclasses import dataclass, field
 
 from tqdm import tqdm
 
-from diffucoder.evaluation.config import Limits
+from diffucoder.errors import DiffucoderError
+from diffucoder.evaluation.config import EvaluateConfig, Limits
 from diffucoder.evaluation.passk import pass_at_k
 from diffucoder.evaluation.problems import Problem
-from diffucoder.evaluation.prompts import Answer
+from diffucoder.evaluation.prompts import Answer, extract_answer
 from diffucoder.sandbox import SandboxConfig, SandboxError, SandboxSection, open_sandbox, self_check
 
 _REFERENCE_TIMES: dict[str, tuple[str, float, str]] = {}   # key -> (verdict, seconds, message)
@@ -127,3 +129,15 @@ class Scorer:
                                  "tests": len(run.tests), "message": run.message[:300],
                                  "seconds": round(run.duration_s, 4)})
         return results, skipped
+
+
+def score_answer(cfg: EvaluateConfig, problem: Problem, completion: str) -> dict:
+    """One completion of ``problem`` scored as ``evaluate`` scores a sample (the answer extracted
+    with ``cfg.prompt_style``, its tests run in ``cfg``'s sandbox under the reference's time limit):
+    the sample's record (``verdict``, ``passed_fraction``, ``tests``, ``message``, ...)."""
+    answer = extract_answer(problem, completion, cfg.prompt_style, cfg.stop_sequences)
+    with Scorer(cfg.limits, cfg.sandbox, progress=False) as scorer:
+        scored, skipped = scorer.score([problem], [[answer]], [[completion]])
+    if skipped:
+        raise DiffucoderError(f"{problem.task_id}: cannot score an answer, {skipped[0]['reason']}")
+    return scored[0].samples[0]
