@@ -1,12 +1,13 @@
 """The GRPO update on real rollouts of a micro model: direction, inner iterations, zero advantage."""
 import copy
+import dataclasses
 from pathlib import Path
 
 import pytest
 import torch
 
 from diffucoder.model import load_model
-from diffucoder.rl.estimator import EstimatorConfig, estimator_passes
+from diffucoder.rl.estimator import EstimatorConfig, completion_mask, estimator_passes
 from diffucoder.rl.prompts import read_prompts
 from diffucoder.rl.rollouts import generate_rollouts
 from diffucoder.recipes.coupled_grpo import batch_logprobs, estimator_variance, grpo_update
@@ -135,7 +136,14 @@ def test_mask_seeds_fresh_per_iteration_or_shared(assets, monkeypatch, mode):
 @pytest.mark.parametrize("span", ["answer", "completion"])
 def test_mask_span_hides_the_answer_length_only_when_asked(assets, monkeypatch, span):
     cfg, engine, batch = _setup(assets, ["objective.beta=0", "objective.mu=1", f"objective.mask_span={span}"])
-    assert not bool(batch.mask.all())         # some completion ended before the canvas did
+    # Whether the random micro model ends a completion early depends on the CPU's float paths:
+    # end the first one at position 3 so that one answer is shorter than the canvas everywhere.
+    config = engine.module.config
+    ids = batch.completion_ids.clone()
+    ids[0, 3] = config.eos_token_id
+    batch = dataclasses.replace(batch, completion_ids=ids,
+                                mask=completion_mask(ids, [config.eos_token_id, config.dlm_pad_token_id]))
+    assert not bool(batch.mask.all())
     seen = _recorded_passes(monkeypatch)
     grpo_update(engine, None, batch, torch.tensor([1.0, -1.0, -1.0, 1.0]), cfg.objective,
                 engine.module.config.mask_token_id, [3], micro=4)
