@@ -1,6 +1,6 @@
 """Learning you can see on a CPU: SFT solves held-out tasks, coupled-GRPO lifts them, with intervals.
 
-    .venv/bin/python benchmarks/rl_lift.py                          # everything, ~35 min on 2 idle cores
+    .venv/bin/python benchmarks/rl_lift.py                          # everything, ~45 min on 2 idle cores
     .venv/bin/python benchmarks/rl_lift.py --workdir /tmp/lift      # keep (and on a rerun reuse) the SFT model
     .venv/bin/python benchmarks/rl_lift.py --estimators coupled --skip ar_baseline,decoding --json lift.json
 
@@ -24,6 +24,10 @@
    For each of ``--estimators``: coupled-GRPO from the SFT model with the same budget (``--rl-steps``
    of ``configs/tiny-cpu/rl.yaml`` on those prompts, rewards from the sandbox), then held-out
    pass@1 again, paired against the SFT model.
+7. Held-out pass@1 sampled (``--sampled-n`` completions per task at ``--sampled-temperature``, by
+   default RL's rollout temperature) for the SFT model and every RL model, paired over tasks:
+   RL optimises the sampled policy, and a small model's greedy answer (its mode) is the last
+   thing it moves (see below).
 
 Measured on 2 idle CPU cores (2026-12-05, defaults, from a fresh clone: 2018 s in all): SFT 90/126
 held-out tasks (71.4 %, [63.0, 78.6]) after 800 steps in 229 s of training (400 autoregressive; the
@@ -88,12 +92,17 @@ def wilson(successes: int, total: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def paired_bootstrap(before: list[int], after: list[int], resamples: int = 4000, seed: int = 0) -> tuple[float, float]:
-    """95 % interval of mean(after - before) over tasks resampled with replacement."""
+def bootstrap_mean(values: list[float], resamples: int = 4000, seed: int = 0) -> tuple[float, float]:
+    """95 % interval of mean(values) over tasks resampled with replacement."""
     rng = random.Random(seed)
-    diffs = [a - b for a, b in zip(after, before)]
-    means = sorted(sum(rng.choice(diffs) for _ in diffs) / len(diffs) for _ in range(resamples))
+    means = sorted(sum(rng.choice(values) for _ in values) / len(values) for _ in range(resamples))
     return means[int(0.025 * resamples)], means[int(0.975 * resamples) - 1]
+
+
+def paired_bootstrap(before: list[float], after: list[float], resamples: int = 4000,
+                     seed: int = 0) -> tuple[float, float]:
+    """95 % interval of mean(after - before) over tasks resampled with replacement."""
+    return bootstrap_mean([a - b for a, b in zip(after, before)], resamples, seed)
 
 
 def mcnemar_p(before: list[int], after: list[int]) -> float:
@@ -112,6 +121,23 @@ def row(name: str, verdicts: dict[str, int], seconds: float) -> dict:
     low, high = wilson(solved, total)
     return {"model": name, "solved": solved, "tasks": total, "pass_at_1": solved / total, "ci95": [low, high],
             "seconds": round(seconds, 1)}
+
+
+def sampled_row(name: str, rates: dict[str, float], samples: int, seconds: float, seed: int,
+                reference: dict[str, float] | None = None) -> dict:
+    """Sampled pass@1: the mean over tasks of each task's share of passing samples, a bootstrap
+    interval over tasks, and (given ``reference``) the paired change on the same tasks."""
+    ids = sorted(rates)
+    values = [rates[i] for i in ids]
+    entry = {"model": name, "tasks": len(ids), "samples": samples, "pass_at_1": sum(values) / len(values),
+             "ci95": list(bootstrap_mean(values, seed=seed)), "seconds": round(seconds, 1)}
+    if reference is not None:
+        before = [reference[i] for i in ids]
+        entry.update(change=entry["pass_at_1"] - sum(before) / len(before),
+                     change_ci95=list(paired_bootstrap(before, values, seed=seed)),
+                     better=sum(a > b for a, b in zip(values, before)),
+                     worse=sum(a < b for a, b in zip(values, before)))
+    return entry
 
 
 def paired_row(name: str, reference: dict[str, int], verdicts: dict[str, int], seconds: float, seed: int) -> dict:
@@ -156,16 +182,30 @@ def snapshot(model, tokenizer_dir: Path, out: Path) -> Path:
     return out
 
 
-def heldout_verdicts(model: Path | None, suite: Path, out_dir: Path, args: argparse.Namespace, max_tasks: int = 0,
-                     overrides: tuple[str, ...] = (), completer=None) -> dict[str, int]:
-    """task id -> 1 if the answer passes every test (the DAG's evaluate step; greedy unless overridden)."""
+def heldout_results(model: Path | None, suite: Path, out_dir: Path, args: argparse.Namespace, max_tasks: int = 0,
+                    overrides: tuple[str, ...] = (), completer=None, samples: int = 1) -> list[dict]:
+    """The DAG's evaluate step on the held-out tasks (greedy unless overridden): its result rows."""
     cfg = load_config(EvaluateConfig, recipe_path("tiny-cpu", "evaluate"), [
         f"benchmarks=[{{name: synthetic, path: '{suite}', split: heldout}}]", f"max_tasks={max_tasks}",
-        "n_samples=1", f"sampling.max_new_tokens={args.max_new_tokens}", f"sampling.steps={args.max_new_tokens}",
-        "batch_size=32", *overrides])
+        f"n_samples={samples}", f"sampling.max_new_tokens={args.max_new_tokens}",
+        f"sampling.steps={args.max_new_tokens}", "batch_size=32", *overrides])
     evaluate(cfg, str(model) if model else None, out_dir, completer=completer, progress=False)
-    rows = [json.loads(line) for line in (out_dir / "results.jsonl").read_text().splitlines()]
+    return [json.loads(line) for line in (out_dir / "results.jsonl").read_text().splitlines()]
+
+
+def heldout_verdicts(model: Path | None, suite: Path, out_dir: Path, args: argparse.Namespace, max_tasks: int = 0,
+                     overrides: tuple[str, ...] = (), completer=None) -> dict[str, int]:
+    """task id -> 1 if the (greedy unless overridden) answer passes every test."""
+    rows = heldout_results(model, suite, out_dir, args, max_tasks, overrides, completer)
     return {r["task_id"]: int(r["passed"] == r["n"]) for r in rows}
+
+
+def heldout_rates(model: Path, suite: Path, out_dir: Path, args: argparse.Namespace) -> dict[str, float]:
+    """task id -> the share of ``--sampled-n`` completions at ``--sampled-temperature`` that pass every
+    test. The evaluation's sampling seed is fixed, so two models decode with the same random streams."""
+    rows = heldout_results(model, suite, out_dir, args, samples=args.sampled_n,
+                           overrides=(f"sampling.temperature={args.sampled_temperature}", "ks=[1]"))
+    return {r["task_id"]: r["passed"] / r["n"] for r in rows}
 
 
 # -- the stages of the benchmark ------------------------------------------------------------------------
@@ -319,6 +359,17 @@ def table(rows: list[dict], reference: str = "") -> list[str]:
     return lines
 
 
+def sampled_table(rows: list[dict]) -> list[str]:
+    lines = ["| model | pass@1 (sampled) | 95% CI | change vs SFT | paired 95% CI | tasks better/worse | time |",
+             "|---" * 7 + "|"]
+    for r in rows:
+        extra = (f"{r['change']:+.1%} | [{r['change_ci95'][0]:+.1%}, {r['change_ci95'][1]:+.1%}] | "
+                 f"{r['better']}/{r['worse']}" if "change" in r else "- | - | -")
+        lines.append(f"| {r['model']} | {r['pass_at_1']:.1%} | [{r['ci95'][0]:.1%}, {r['ci95'][1]:.1%}] | {extra} | "
+                     f"{r['seconds']:.0f} s |")
+    return lines
+
+
 def verdict(r: dict) -> str:
     return ("lift beyond the interval" if r["change_ci95"][0] > 0 else
             "a drop beyond the interval" if r["change_ci95"][1] < 0 else "no change beyond the interval")
@@ -333,9 +384,15 @@ def render(out: dict, args: argparse.Namespace) -> str:
              f"{out['sft']['train_seconds']:.0f} s of training)", "",
              "| step | held-out pass@1 (sample) | training seconds |", "|---|---|---|"]
     lines += [f"| {p['step']} | {p['solved']}/{p['tasks']} | {p['train_seconds']:.0f} |" for p in out["curve"]]
-    lines += ["", "![SFT learning curve](sft_curve.png)", "", "## Held-out pass@1", ""]
+    lines += ["", "![SFT learning curve](sft_curve.png)", "", "## Held-out pass@1 (greedy)", ""]
     lines += table(out["models"], "SFT")
     lines += [""] + [f"- {r['model']}: {r['change']:+.1%} ({verdict(r)})" for r in out["models"] if "change" in r]
+    if out.get("sampled"):
+        lines += ["", f"Sampled at temperature {args.sampled_temperature:g} ({args.sampled_n} completions per task, "
+                  "the evaluation's fixed sampling seed for every model): pass@1 is the mean over tasks of each "
+                  "task's share of passing completions; intervals bootstrap the tasks.", ""]
+        lines += sampled_table(out["sampled"])
+        lines += [""] + [f"- {r['model']}: {r['change']:+.1%} ({verdict(r)})" for r in out["sampled"] if "change" in r]
     if out.get("rl_prompts"):
         info = out["rl_prompts"]
         lines += ["", f"RL prompts: the RL split's {info['prompts']}" + (
@@ -389,6 +446,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="rollouts per RL prompt that pick the hard ones (0 = train on every RL prompt)")
     parser.add_argument("--hard-max-mean", type=float, default=0.75,
                         help="a hard prompt's largest mean pass rate over --hard-samples rollouts")
+    parser.add_argument("--sampled-n", type=int, default=4,
+                        help="held-out samples per task for the sampled pass@1 of SFT and RL models (0 = greedy only)")
+    parser.add_argument("--sampled-temperature", type=float,
+                        help="temperature of those samples (default: --rollout-temperature, what RL optimises)")
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--block-size", type=int, default=16, help="block of the approximate cached modes")
     parser.add_argument("--temperatures", default="0,0.4,0.8,1.2", help="AR-ness temperatures")
@@ -409,6 +470,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--hard-samples: 0 (no filter) or at least 2, got {args.hard_samples}")
     if not 0 <= args.rl_fraction < 1:
         parser.error(f"--rl-fraction: must be in [0, 1), got {args.rl_fraction}")
+    if args.sampled_temperature is None:
+        args.sampled_temperature = args.rollout_temperature
+    if args.sampled_n < 0 or (args.sampled_n and args.sampled_temperature <= 0):
+        parser.error(f"--sampled-n: 0 (greedy only) or samples at a temperature > 0, got {args.sampled_n} "
+                     f"at {args.sampled_temperature}")
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="diffucoder-rl-lift-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -435,7 +501,13 @@ def main(argv: list[str] | None = None) -> int:
     models = [dict(row("SFT", before, time.perf_counter() - began), train_seconds=sft_summary["train_seconds"])]
     print(f"SFT held-out pass@1: {models[0]['solved']}/{models[0]['tasks']}", flush=True)
     out = {"args": {k: str(v) for k, v in vars(args).items()}, "suite": counts, "sft": sft_summary, "curve": curve,
-           "models": models, "rl": []}
+           "models": models, "rl": [], "sampled": []}
+    if args.sampled_n:
+        began = time.perf_counter()
+        before_rates = heldout_rates(model, suite, work / "eval-sft-sampled", args)
+        out["sampled"].append(sampled_row("SFT", before_rates, args.sampled_n, time.perf_counter() - began, args.seed))
+        print(f"SFT held-out pass@1 sampled at T={args.sampled_temperature:g}: {out['sampled'][0]['pass_at_1']:.1%}",
+              flush=True)
     if "ar_baseline" not in skip:
         models.append(ar_baseline(init, suite, work, args))
         print(f"AR baseline held-out pass@1: {models[-1]['solved']}/{models[-1]['tasks']}", flush=True)
@@ -454,6 +526,13 @@ def main(argv: list[str] | None = None) -> int:
                           "train_pass_rate": [summary.get("initial_pass_rate"), summary.get("final_pass_rate")],
                           "mean_kl": summary.get("mean_kl"), "rollouts": summary.get("rollouts")})
         print(f"RL ({estimator}): {models[-1]['solved']}/{models[-1]['tasks']} ({verdict(models[-1])})", flush=True)
+        if args.sampled_n:
+            began = time.perf_counter()
+            rates = heldout_rates(rl_model, suite, work / f"eval-rl-{estimator}-sampled", args)
+            out["sampled"].append(sampled_row(f"RL ({estimator})", rates, args.sampled_n, time.perf_counter() - began,
+                                              args.seed, reference=before_rates))
+            print(f"RL ({estimator}) sampled: {out['sampled'][-1]['pass_at_1']:.1%} "
+                  f"({verdict(out['sampled'][-1])})", flush=True)
     out["total_seconds"] = round(time.perf_counter() - start, 1)
     report = render(out, args)
     (work / "report.md").write_text(report)

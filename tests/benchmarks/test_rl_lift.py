@@ -46,3 +46,25 @@ def test_bad_arguments_are_refused(capsys):
     with pytest.raises(SystemExit):
         rl_lift.main(["--rl-fraction", "1.0"])
     assert "--rl-fraction" in capsys.readouterr().err
+
+
+def test_bootstrap_mean_brackets_the_mean_and_is_exact_for_constants():
+    assert rl_lift.bootstrap_mean([0.25] * 6, resamples=100) == (0.25, 0.25)
+    low, high = rl_lift.bootstrap_mean([0.0, 1.0] * 20, resamples=400)
+    assert low < 0.5 < high and high - low < 0.5
+
+
+def test_sampled_row_averages_shares_and_counts_tasks_that_moved():
+    reference = {"a": 0.25, "b": 1.0, "c": 0.5}
+    entry = rl_lift.sampled_row("RL", {"a": 0.75, "b": 1.0, "c": 0.25}, 4, 2.0, seed=0, reference=reference)
+    assert entry["pass_at_1"] == pytest.approx(2.0 / 3)
+    assert entry["change"] == pytest.approx((0.5 + 0.0 - 0.25) / 3)
+    assert (entry["better"], entry["worse"], entry["samples"]) == (1, 1, 4)
+    assert entry["change_ci95"][0] <= entry["change"] <= entry["change_ci95"][1]
+    assert "change" not in rl_lift.sampled_row("SFT", reference, 4, 1.0, seed=0)
+
+
+def test_sampled_pass_at_1_needs_a_temperature(capsys):
+    with pytest.raises(SystemExit):
+        rl_lift.main(["--sampled-temperature", "0"])
+    assert "--sampled-n" in capsys.readouterr().err
