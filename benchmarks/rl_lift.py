@@ -1,6 +1,6 @@
 """Learning you can see on a CPU: SFT solves held-out tasks, coupled-GRPO lifts them, with intervals.
 
-    .venv/bin/python benchmarks/rl_lift.py                          # everything, ~45 min on 2 idle cores
+    .venv/bin/python benchmarks/rl_lift.py                          # everything, ~65 min on 2 idle cores
     .venv/bin/python benchmarks/rl_lift.py --workdir /tmp/lift      # keep (and on a rerun reuse) the SFT model
     .venv/bin/python benchmarks/rl_lift.py --estimators coupled --skip ar_baseline,decoding --json lift.json
     .venv/bin/python benchmarks/rl_lift.py --workdir /tmp/lift --estimators coupled --rl-steps 90 --sampled-n 8
@@ -207,10 +207,12 @@ def heldout_verdicts(model: Path | None, suite: Path, out_dir: Path, args: argpa
 
 
 def heldout_rates(model: Path, suite: Path, out_dir: Path, args: argparse.Namespace) -> dict[str, float]:
-    """task id -> the share of ``--sampled-n`` completions at ``--sampled-temperature`` that pass every
-    test. The evaluation's sampling seed is fixed, so two models decode with the same random streams."""
+    """task id -> the share of ``--sampled-n`` completions at ``--sampled-temperature`` in
+    ``--sampled-steps`` that pass every test. The evaluation's sampling seed is fixed, so two models
+    decode with the same random streams."""
     rows = heldout_results(model, suite, out_dir, args, samples=args.sampled_n,
-                           overrides=(f"sampling.temperature={args.sampled_temperature}", "ks=[1]"))
+                           overrides=(f"sampling.temperature={args.sampled_temperature}",
+                                      f"sampling.steps={args.sampled_steps}", "ks=[1]"))
     return {r["task_id"]: r["passed"] / r["n"] for r in rows}
 
 
@@ -394,8 +396,8 @@ def render(out: dict, args: argparse.Namespace) -> str:
     lines += table(out["models"], "SFT")
     lines += [""] + [f"- {r['model']}: {r['change']:+.1%} ({verdict(r)})" for r in out["models"] if "change" in r]
     if out.get("sampled"):
-        lines += ["", f"Sampled at temperature {args.sampled_temperature:g} ({args.sampled_n} completions per task, "
-                  "the evaluation's fixed sampling seed for every model): pass@1 is the mean over tasks of each "
+        lines += ["", f"Sampled at temperature {args.sampled_temperature:g} in {args.sampled_steps} steps "
+                  f"({args.sampled_n} completions per task, the evaluation's fixed sampling seed for every model): pass@1 is the mean over tasks of each "
                   "task's share of passing completions; intervals bootstrap the tasks.", ""]
         lines += sampled_table(out["sampled"])
         lines += [""] + [f"- {r['model']}: {r['change']:+.1%} ({verdict(r)})" for r in out["sampled"] if "change" in r]
@@ -442,8 +444,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--curve-tasks", type=int, default=64, help="held-out tasks decoded per curve point")
     parser.add_argument("--estimators", default="coupled,decoupled,full_mask",
                         help="comma-separated RL runs to make ('' = none), in this order")
-    parser.add_argument("--rl-steps", type=int, default=30)
-    parser.add_argument("--rl-lr", type=float, default=5e-5)
+    parser.add_argument("--rl-steps", type=int, default=60)
+    parser.add_argument("--rl-lr", type=float, default=1e-4)
     parser.add_argument("--group-size", type=int, default=8)
     parser.add_argument("--prompts-per-step", type=int, default=4)
     parser.add_argument("--rollout-steps", type=int, default=24, help="sampler steps of a rollout")
@@ -452,10 +454,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="rollouts per RL prompt that pick the hard ones (0 = train on every RL prompt)")
     parser.add_argument("--hard-max-mean", type=float, default=0.75,
                         help="a hard prompt's largest mean pass rate over --hard-samples rollouts")
-    parser.add_argument("--sampled-n", type=int, default=4,
+    parser.add_argument("--sampled-n", type=int, default=8,
                         help="held-out samples per task for the sampled pass@1 of SFT and RL models (0 = greedy only)")
     parser.add_argument("--sampled-temperature", type=float,
                         help="temperature of those samples (default: --rollout-temperature, what RL optimises)")
+    parser.add_argument("--sampled-steps", type=int,
+                        help="sampler steps of those samples (default: --rollout-steps, the policy RL optimises)")
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--block-size", type=int, default=16, help="block of the approximate cached modes")
     parser.add_argument("--temperatures", default="0,0.4,0.8,1.2", help="AR-ness temperatures")
@@ -478,6 +482,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--rl-fraction: must be in [0, 1), got {args.rl_fraction}")
     if args.sampled_temperature is None:
         args.sampled_temperature = args.rollout_temperature
+    if args.sampled_steps is None:
+        args.sampled_steps = args.rollout_steps
+    if not 1 <= args.sampled_steps <= args.max_new_tokens:
+        parser.error(f"--sampled-steps: between 1 and --max-new-tokens ({args.max_new_tokens}), got {args.sampled_steps}")
     if args.sampled_n < 0 or (args.sampled_n and args.sampled_temperature <= 0):
         parser.error(f"--sampled-n: 0 (greedy only) or samples at a temperature > 0, got {args.sampled_n} "
                      f"at {args.sampled_temperature}")

@@ -68,3 +68,12 @@ def test_sampled_pass_at_1_needs_a_temperature(capsys):
     with pytest.raises(SystemExit):
         rl_lift.main(["--sampled-temperature", "0"])
     assert "--sampled-n" in capsys.readouterr().err
+
+
+def test_sampled_steps_must_fit_the_answer(capsys):
+    with pytest.raises(SystemExit):
+        rl_lift.main(["--sampled-steps", "49", "--max-new-tokens", "48"])
+    assert "--sampled-steps" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        rl_lift.main(["--sampled-steps", "0"])
+    assert "--sampled-steps" in capsys.readouterr().err
