@@ -18,8 +18,9 @@
    to right (``ar_baseline.py``): a sanity check of the data and the budget.
 4. Held-out pass@1 of the SFT model (greedy, every held-out task, the DAG's evaluate step).
 5. Decoding on the SFT model: AR-ness (local and global) against temperature (``arness/``), and
-   held-out pass@1 of ``steps = N/2`` and of the approximate cached modes against exact decoding
-   with ``steps = N`` (paired over tasks).
+   held-out pass@1 of ``steps = N/2``, of the approximate cached modes and of confidence-threshold
+   parallel decoding (``--thresholds``, alone and with the dual cache) against exact decoding with
+   ``steps = N`` (paired over tasks), with their decoding times.
 6. RL's prompts: the RL split's prompts that are hard for the SFT model (``--hard-samples``
    rollouts each, mean pass rate <= ``--hard-max-mean`` and not all equal: method 4.7), found once.
    For each of ``--estimators``: coupled-GRPO from the SFT model with the same budget (``--rl-steps``
@@ -283,7 +284,8 @@ def ar_baseline(init: Path, suite: Path, work: Path, args: argparse.Namespace) -
 
 
 def decoding(model_dir: Path, suite: Path, work: Path, exact: dict[str, int], args: argparse.Namespace) -> dict:
-    """AR-ness against temperature, and fast decoding (N/2 steps, cached modes) against exact."""
+    """AR-ness against temperature, and fast decoding (N/2 steps, cached modes, threshold parallel
+    decoding) against exact."""
     tokenizer, model = load_tokenizer(model_dir), load_model(model_dir).eval()
     tasks = [json.loads(line) for line in (suite / "tasks-heldout.jsonl").read_text().splitlines()]
     prompts = [render_prompt([{"role": "user", "content": t["instruction"]}]) for t in tasks[:args.arness_prompts]]
@@ -298,6 +300,11 @@ def decoding(model_dir: Path, suite: Path, work: Path, exact: dict[str, int], ar
                                                    f"sampling.block_size={args.block_size}"),
                 f"approx_dual_cache, {n} steps": ("sampling.mode=approx_dual_cache",
                                                  f"sampling.block_size={args.block_size}")}
+    for threshold in args.thresholds:   # Fast-dLLM's parallel rule, alone and with the dual cache
+        variants[f"exact, threshold {threshold:g}"] = (f"sampling.threshold={threshold}",)
+        variants[f"approx_dual_cache, threshold {threshold:g}"] = (
+            "sampling.mode=approx_dual_cache", f"sampling.block_size={args.block_size}",
+            f"sampling.threshold={threshold}")
     rows = []
     for index, (name, overrides) in enumerate(variants.items()):
         began = time.perf_counter()
@@ -462,6 +469,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="sampler steps of those samples (default: --rollout-steps, the policy RL optimises)")
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--block-size", type=int, default=16, help="block of the approximate cached modes")
+    parser.add_argument("--thresholds", default="0.9",
+                        help="confidence thresholds of the parallel decoding rows (comma-separated; '' = none)")
     parser.add_argument("--temperatures", default="0,0.4,0.8,1.2", help="AR-ness temperatures")
     parser.add_argument("--arness-prompts", type=int, default=64)
     parser.add_argument("--skip", default="", help=f"comma-separated studies to leave out: {', '.join(STUDIES)}")
@@ -472,6 +481,9 @@ def main(argv: list[str] | None = None) -> int:
     estimators = [e for e in args.estimators.split(",") if e]
     skip = {s for s in args.skip.split(",") if s}
     args.temperatures = [float(t) for t in args.temperatures.split(",") if t]
+    args.thresholds = [float(t) for t in args.thresholds.split(",") if t]
+    if any(not 0 < t <= 1 for t in args.thresholds):
+        parser.error(f"--thresholds: probabilities in (0, 1], got {args.thresholds}")
     if skip - set(STUDIES):
         parser.error(f"--skip: unknown studies {sorted(skip - set(STUDIES))}; known: {', '.join(STUDIES)}")
     if min(args.rl_steps, args.sft_steps, args.wordings, args.curve_every) < 1 or not 0 <= args.ar_warmup < 1:

@@ -77,3 +77,9 @@ def test_sampled_steps_must_fit_the_answer(capsys):
     with pytest.raises(SystemExit):
         rl_lift.main(["--sampled-steps", "0"])
     assert "--sampled-steps" in capsys.readouterr().err
+
+
+def test_thresholds_must_be_probabilities(capsys):
+    with pytest.raises(SystemExit):
+        rl_lift.main(["--thresholds", "0.9,1.5"])
+    assert "--thresholds" in capsys.readouterr().err

@@ -67,6 +67,21 @@ def test_bad_fields_are_named(engine, body, param):
     assert err.value.param == param and param in err.value.message and 400 <= err.value.status < 500
 
 
+def test_threshold_fields_default_cap_and_split_batches(engine):
+    p = parser(engine, "limits.min_threshold=0.5")
+    plain = p.completion({"prompt": "x"}).requests[0]
+    fast = p.completion({"prompt": "x", "threshold": 0.9, "max_per_step": 4}).requests[0]
+    assert (plain.sampling.threshold, fast.sampling.threshold, fast.sampling.max_per_step) == (0.0, 0.9, 4)
+    assert plain.batch_key != fast.batch_key                 # one batch decodes under one rule
+    for body, param in (({"prompt": "x", "threshold": 0.2}, "threshold"),       # below the server's floor
+                        ({"prompt": "x", "threshold": 1.5}, "threshold"),
+                        ({"prompt": "x", "max_per_step": 2}, "max_per_step"),   # a cap without a threshold
+                        ({"prompt": "x", "threshold": 0.9, "alg": "origin"}, "threshold")):
+        with pytest.raises(RequestError) as err:
+            p.completion(body)
+        assert err.value.param == param and err.value.status == 400, body
+
+
 def test_prompt_length_limits(engine):
     with pytest.raises(RequestError, match="at most 4"):
         parser(engine, "limits.prompt_tokens=4").completion({"prompt": "def add(a, b): return a + b"})

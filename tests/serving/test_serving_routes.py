@@ -45,6 +45,14 @@ def test_greedy_unbatched_equals_the_sampler(client, direct):
         assert got == direct_texts(*direct, [prompt], max_new_tokens=6, steps=3, alg="maskgit_plus")[0]
 
 
+def test_threshold_decoding_through_the_server_equals_the_sampler(client, direct):
+    """A threshold every token passes, capped at 3 a step: 3 forwards, not the schedule's 8."""
+    got = client.completions.create(model="diffucoder", prompt=PROMPTS[0], max_tokens=8,
+                                    extra_body={"threshold": 1e-6, "max_per_step": 3}).choices[0].text
+    assert got == direct_texts(*direct, PROMPTS[:1], max_new_tokens=8, steps=8, threshold=1e-6, max_per_step=3)[0]
+    assert got != direct_texts(*direct, PROMPTS[:1], max_new_tokens=8, steps=8)[0]
+
+
 def test_greedy_batched_equals_the_sampler(http, direct):
     """A v1 request's instances are one padded batch, in order: the same as one direct batched call."""
     body = {"instances": PROMPTS, "parameters": {"max_tokens": 6, "steps": 6}}

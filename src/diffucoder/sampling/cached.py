@@ -26,8 +26,7 @@ import torch
 from diffucoder.model import position_ids_from_mask
 from diffucoder.sampling.config import SamplingConfig
 from diffucoder.sampling.output import CommitRecorder, GenerationOutput
-from diffucoder.sampling.schedule import commit_counts, unmask_fraction
-from diffucoder.sampling.step import denoise_step
+from diffucoder.sampling.step import denoise_step, step_commit
 
 
 class StaleKVCache:
@@ -138,12 +137,7 @@ def cached_generate(model, input_ids, attention_mask, config: SamplingConfig, ge
         for step in range(block_steps):
             block = x[:, start:end]
             masked = block == mask_id
-            if config.alg == "origin":
-                commit = unmask_fraction(step, block_steps, config.eps)
-                idle = not bool(masked.any())
-            else:
-                commit = commit_counts(masked.sum(1), step, block_steps, config.eps)
-                idle = not bool(commit.any())
+            commit, idle = step_commit(masked, step, block_steps, config)
             if not idle:
                 logits = runner.block_logits(x, start, end)
                 new_block, chosen, rank = denoise_step(logits, block, masked, commit, config, generator)

@@ -10,6 +10,8 @@ Defaults are the released models' recommended decoding (docs/method.md, section 
 256 new tokens in 256 steps, top_p 0.95, alg ``entropy``, alg_temp 0, temperature 0.2.
 ``compute_dtype`` float32 computes the draw and the confidences in float32 whatever the model's
 dtype; ``model`` (or ``bfloat16``) reproduces the released sampler's bf16 numerics.
+``threshold`` > 0 adds Fast-dLLM's confidence-threshold parallel decoding to any mode: each step
+also commits the masked positions whose token is that probable (fewer steps, fewer forwards).
 ``mode="exact"`` runs the method as written; the ``approx_*`` modes are the
 Fast-dLLM-style cached, block-wise decoders: faster, and *not* the same distribution.
 """
@@ -52,6 +54,12 @@ class SamplingConfig:
                     "can flip near-tied choices. Slower: no batching of the model")
     stop: str = setting("eos", choices=STOPS,
                         help="where decoded text is cut: first EOS (base models) or <|dlm_pad|> (instruct)")
+    threshold: float = setting(
+        0.0, min=0.0, help="confidence-threshold parallel decoding (Fast-dLLM): a step also commits every masked "
+                           "position whose drawn token has probability >= threshold, and at least one position; "
+                           "0 = off (the schedule alone). The loop ends once nothing is masked")
+    max_per_step: int = setting(0, min=0, help="with threshold: at most this many positions per step from the "
+                                               "threshold (the schedule's count still holds); 0 = no cap")
     compute_dtype: str = setting(
         "float32", choices=COMPUTE_DTYPES,
         help="dtype of the token draw and the confidences (docs/method.md, section 3.3): float32, or as the "
@@ -62,6 +70,14 @@ class SamplingConfig:
             raise ConfigError(f"'top_p': must be in (0, 1], got {self.top_p!r}")
         if not 0.0 < self.eps < 1.0:
             raise ConfigError(f"'eps': must be in (0, 1), got {self.eps!r}")
+        if self.threshold > 1.0:
+            raise ConfigError(f"'threshold': a probability in [0, 1] (0 = off), got {self.threshold!r}")
+        if self.threshold > 0 and self.alg == "origin":
+            raise ConfigError("'threshold': needs a confidence algorithm (maskgit_plus, topk_margin, entropy); "
+                              "alg 'origin' commits positions by a coin flip")
+        if self.max_per_step and not self.threshold:
+            raise ConfigError(f"'max_per_step': caps the threshold rule; set 'threshold' > 0 or leave it 0, "
+                              f"got {self.max_per_step}")
         if self.mode != "exact" and self.batch_invariant:
             raise ConfigError(f"'batch_invariant': only the exact mode has it, got mode={self.mode!r}")
         if self.mode != "exact":

@@ -10,7 +10,8 @@ model on the whole sequence (2-D padding mask, positions ``cumsum(mask) - 1``,
 so a left-padded row sees the same positions as when alone), reads the shifted
 logits at the completion, and commits what the schedule says. A step that
 commits nothing in any row (the first step when steps = max_new_tokens) skips
-the model call: it would change nothing. ``mode="approx_*"`` hands over to the
+the model call: it would change nothing (so under ``threshold`` the steps after the last
+mask cost nothing). ``mode="approx_*"`` hands over to the
 cached block-wise decoder in ``cached.py`` (faster, approximate).
 
 Determinism: the same inputs, generator and batch give the same output. Batched
@@ -27,8 +28,7 @@ from diffucoder.model import position_ids_from_mask
 from diffucoder.sampling.cached import cached_generate
 from diffucoder.sampling.config import SamplingConfig, resolve_config
 from diffucoder.sampling.output import CommitRecorder, GenerationOutput
-from diffucoder.sampling.schedule import commit_counts, unmask_fraction
-from diffucoder.sampling.step import denoise_step
+from diffucoder.sampling.step import denoise_step, step_commit
 
 
 class SamplingError(DiffucoderError):
@@ -79,12 +79,7 @@ def _exact_generate(model, input_ids, attention_mask, config, generator, mask_id
     for step in range(config.steps):
         completion = x[:, prompt_length:]
         masked = completion == mask_id
-        if config.alg == "origin":
-            commit = unmask_fraction(step, config.steps, config.eps)
-            idle = not bool(masked.any())
-        else:
-            commit = commit_counts(masked.sum(1), step, config.steps, config.eps)
-            idle = not bool(commit.any())
+        commit, idle = step_commit(masked, step, config.steps, config)
         if idle:  # nothing to commit in any row: the model call would change nothing
             recorder.record(step, x)
             continue

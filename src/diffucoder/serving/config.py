@@ -30,10 +30,17 @@ class RequestDefaults:
     temperature: float = setting(0.0, min=0.0, help="token temperature; 0 = greedy (argmax)")
     top_p: float = setting(0.95, help="nucleus filtering, in (0, 1]; 1 = off")
     top_k: int = setting(0, min=0, help="keep the k most likely tokens; 0 = off")
+    threshold: float = setting(0.0, min=0.0, max=1.0,
+                               help="confidence-threshold parallel decoding: also commit every masked position "
+                                    "whose token is at least this probable; 0 = off")
+    max_per_step: int = setting(0, min=0, help="with threshold: at most this many positions a step; 0 = no cap")
 
     def validate(self) -> None:
         if not 0.0 < self.top_p <= 1.0:
             raise ConfigError(f"'defaults.top_p': must be in (0, 1], got {self.top_p!r}")
+        if self.max_per_step and not self.threshold:
+            raise ConfigError(f"'defaults.max_per_step': caps the threshold rule; set 'defaults.threshold' > 0 "
+                              f"or leave it 0, got {self.max_per_step}")
 
 
 @dataclass
@@ -62,6 +69,9 @@ class ServeLimits:
     stop_strings: int = setting(4, min=0, help="stop strings per request (OpenAI allows 4)")
     body_bytes: int = setting(1 << 20, min=1024, help="largest request body; larger is a 413")
     temperature: float = setting(100.0, min=0.0, help="largest temperature or alg_temp")
+    min_threshold: float = setting(0.0, min=0.0, max=1.0,
+                                   help="lowest threshold a request may ask for other than 0 (off): a low one "
+                                        "commits many tokens a step, faster and worse")
 
 
 @dataclass
@@ -105,6 +115,9 @@ class ServeConfig:
                               f"{self.defaults.max_tokens} is above 'limits.steps' {self.limits.steps}")
         if max(self.defaults.temperature, self.defaults.alg_temp) > self.limits.temperature:
             raise ConfigError("'defaults.temperature' / 'defaults.alg_temp' are above 'limits.temperature'")
+        if 0 < self.defaults.threshold < self.limits.min_threshold:
+            raise ConfigError(f"'defaults.threshold' {self.defaults.threshold} is below 'limits.min_threshold' "
+                              f"{self.limits.min_threshold}")
 
     @property
     def max_batch_size(self) -> int:

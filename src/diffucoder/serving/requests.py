@@ -6,8 +6,8 @@
     parsed = parser.instances(instances, parameters)       # KServe v1 / v2
     parsed.requests[0].sampling                            # a checked SamplingConfig
 
-Each diffusion field (``max_tokens``, ``steps``, ``alg``, ``alg_temp``, ``temperature``,
-``top_p``, ``top_k``, ``seed``, ``stop``) falls back to ``cfg.defaults`` and may not exceed
+Each diffusion field (``max_tokens``, ``steps``, ``alg``, ``alg_temp``, ``temperature``, ``threshold``,
+``max_per_step``, ``top_p``, ``top_k``, ``seed``, ``stop``) falls back to ``cfg.defaults`` and may not exceed
 ``cfg.limits``. ``steps`` defaults to ``max_tokens`` when ``defaults.steps`` is 0.
 """
 from __future__ import annotations
@@ -56,7 +56,7 @@ class GenerationRequest:
         """
         s = self.sampling
         key = (s.max_new_tokens, s.steps, s.alg, s.temperature, s.top_p, s.top_k, s.alg_temp, s.mode,
-               s.block_size, s.eps, s.batch_invariant)
+               s.block_size, s.eps, s.batch_invariant, s.threshold, s.max_per_step)
         return key + ((id(self),) if self.random and self.seeded else ())
 
 
@@ -208,15 +208,27 @@ class RequestParser:
                                    where=where),
             top_p=read_float(body, "top_p", lo=0.0, hi=1.0, default=d.top_p, where=where, lo_open=True),
             top_k=read_int(body, "top_k", lo=0, hi=2**31 - 1, default=d.top_k, where=where),
+            threshold=self.threshold(body, where),
+            max_per_step=read_int(body, "max_per_step", lo=0, hi=lim.max_tokens, default=d.max_per_step,
+                                  where=where),
             seed=seed if seed is not None else 0,
             mode=sampler.mode, block_size=sampler.block_size, eps=sampler.eps,
             batch_invariant=sampler.batch_invariant, stop=sampler.stop)
         stops = read_stop(body, "stop", limit=lim.stop_strings, where=where)
         try:
             config = resolve_config(None, **values)
-        except ConfigError as err:  # every field is in range here: only the approx modes' steps-per-block rule
-            raise bad(where, "steps", str(err).replace("'steps': ", "")) from None
+        except ConfigError as err:  # every field is in range here: the cross-field rules remain
+            field_name = next((f for f in ("threshold", "max_per_step") if str(err).startswith(f"'{f}'")), "steps")
+            raise bad(where, field_name, str(err).replace(f"'{field_name}': ", "")) from None
         return config, seed is not None, stops
+
+    def threshold(self, body: dict, where: str) -> float:
+        """The request's ``threshold``: 0 (off) or in [limits.min_threshold, 1]."""
+        floor = self.cfg.limits.min_threshold
+        value = read_float(body, "threshold", lo=0.0, hi=1.0, default=self.cfg.defaults.threshold, where=where)
+        if 0 < value < floor:
+            raise bad(where, "threshold", f"must be 0 (off) or in [{floor:g}, 1] on this server", value)
+        return value
 
     def row(self, text: str, param: str, sampling: SamplingConfig, seeded: bool,
             stops: tuple[str, ...]) -> GenerationRequest:
