@@ -1,6 +1,6 @@
 """Learning you can see on a CPU: SFT solves held-out tasks, coupled-GRPO lifts them, with intervals.
 
-    .venv/bin/python benchmarks/rl_lift.py                          # everything, ~65 min on 2 idle cores
+    .venv/bin/python benchmarks/rl_lift.py                          # everything, ~62 min on 2 cores
     .venv/bin/python benchmarks/rl_lift.py --workdir /tmp/lift      # keep (and on a rerun reuse) the SFT model
     .venv/bin/python benchmarks/rl_lift.py --estimators coupled --skip ar_baseline,decoding --json lift.json
     .venv/bin/python benchmarks/rl_lift.py --workdir /tmp/lift --estimators coupled --rl-steps 90 --sampled-n 8
@@ -31,18 +31,16 @@
    RL optimises the sampled policy, and a small model's greedy answer (its mode) is the last
    thing it moves (see below).
 
-Measured on 2 idle CPU cores (2026-12-05, defaults, from a fresh clone: 2018 s in all): SFT 90/126
-held-out tasks (71.4 %, [63.0, 78.6]) after 800 steps in 229 s of training (400 autoregressive; the
-curve on 64 tasks: 0, 1, 5, 17 while autoregressive, then 35, 41, 43, 46); the AR baseline 100/126.
-RL on the 90 hard prompts of the RL split's 464: coupled +3/-3 (+0.0 %, [-4.0, +4.0]), decoupled and
-full_mask +1/-5 each (-3.2 %, [-7.1, +0.0]): no lift beyond the interval. 58 of the 126 held-out
-tasks (polynomial, replace_char) were already solved; most failures are a miscopied constant.
-Halving the decoding steps: -4.8 % [-9.5, -0.8]; the approximate cached modes: -26.2 % [-34.1, -18.3].
-
-Held-out pass@1 sampled at temperature 1.0, 8 completions per task, from that SFT model
-(``--rl-steps 90 --sampled-n 8 --estimators coupled --skip ar_baseline,decoding``, 2055 s): SFT
-61.7 %, coupled-GRPO 65.0 %, +3.3 % [+0.6, +6.0] (27 tasks better, 9 worse; 1034 s of RL), while
-its greedy count went 90 -> 89 (+3/-4). docs/method.md, section 4.8, has the other RL runs.
+Measured on 2 CPU cores (2026-12-05, defaults, from a fresh clone, one run: 3734 s in all; before
+the threshold rows existed): SFT 90/126 held-out tasks (71.4 %, [63.0, 78.6]) after 800 steps in
+277 s of training (400 autoregressive; the curve on 64 tasks: 0, 1, 5, 17 while autoregressive,
+then 35, 41, 43, 46); the AR baseline 100/126. RL, 60 steps at lr 1e-4 on the 90 hard prompts of
+the RL split's 464 (about 650 s each). Held-out pass@1 sampled at temperature 1 in 24 steps, 8 per
+task: SFT 60.1 %; coupled-GRPO 64.2 %, +4.1 % [+1.2, +7.4] (23 tasks better, 9 worse): a lift
+beyond the interval; decoupled +2.3 % [-0.4, +5.1]; full_mask +0.3 % [-3.0, +3.5]. Greedy: coupled
+90/126 (+4/-4), decoupled 87 (+4/-7), full_mask 84 (+0/-6, -4.8 % [-8.7, -1.6]). Halving the
+decoding steps: -4.8 % [-9.5, -0.8]; the approximate cached modes: -26.2 % [-34.1, -18.3].
+docs/method.md, section 4.8, has the other RL runs.
 
 Intervals: 95 % Wilson for a pass rate; for a change against a reference on the same tasks, a 95 %
 paired-bootstrap interval over tasks and the exact McNemar p-value. "Lift beyond the interval"
