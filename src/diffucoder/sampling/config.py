@@ -55,7 +55,7 @@ class SamplingConfig:
     stop: str = setting("eos", choices=STOPS,
                         help="where decoded text is cut: first EOS (base models) or <|dlm_pad|> (instruct)")
     threshold: float = setting(
-        0.0, min=0.0, help="confidence-threshold parallel decoding (Fast-dLLM): a step also commits every masked "
+        0.0, min=0.0, max=1.0, help="confidence-threshold parallel decoding (Fast-dLLM): a step also commits every masked "
                            "position whose drawn token has probability >= threshold, and at least one position; "
                            "0 = off (the schedule alone). The loop ends once nothing is masked")
     max_per_step: int = setting(0, min=0, help="with threshold: at most this many positions per step from the "
@@ -70,8 +70,6 @@ class SamplingConfig:
             raise ConfigError(f"'top_p': must be in (0, 1], got {self.top_p!r}")
         if not 0.0 < self.eps < 1.0:
             raise ConfigError(f"'eps': must be in (0, 1), got {self.eps!r}")
-        if self.threshold > 1.0:
-            raise ConfigError(f"'threshold': a probability in [0, 1] (0 = off), got {self.threshold!r}")
         if self.threshold > 0 and self.alg == "origin":
             raise ConfigError("'threshold': needs a confidence algorithm (maskgit_plus, topk_margin, entropy); "
                               "alg 'origin' commits positions by a coin flip")
@@ -106,6 +104,8 @@ def check_config(config: SamplingConfig) -> SamplingConfig:
             raise ConfigError(f"'{f.name}': must be one of {list(meta['choices'])}, got {value!r}")
         if meta.get("min") is not None and value < meta["min"]:
             raise ConfigError(f"'{f.name}': must be >= {meta['min']}, got {value!r}")
+        if meta.get("max") is not None and value > meta["max"]:
+            raise ConfigError(f"'{f.name}': must be <= {meta['max']}, got {value!r}")
     config.validate()
     return config
 

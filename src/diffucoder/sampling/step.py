@@ -141,8 +141,7 @@ def denoise_step(logits: torch.Tensor, block: torch.Tensor, masked: torch.Tensor
         extra = confident.sum(1)
         if config.max_per_step:
             extra = extra.clamp(max=config.max_per_step)
-        left = masked.sum(1)
-        commit = torch.minimum(torch.maximum(torch.maximum(commit, extra), (left > 0).long()), left)
+        commit = torch.maximum(commit, extra).clamp(min=1).minimum(masked.sum(1))   # at least one, if any left
     chosen, rank = choose_positions(full_confidence, commit, config.alg_temp, generator, first=confident)
     chosen &= masked  # counts never exceed a row's masks; this only guards the invariant
     block[chosen] = proposal[chosen]
