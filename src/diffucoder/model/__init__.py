@@ -9,7 +9,7 @@
     tok = load_checkpoint_tokenizer("out/tiny")                 # also a released Dream tokenizer, no remote code
 
 Modules: ``config`` (DreamConfig + checks), ``dream`` (DreamModel, masks, shift),
-``presets`` (tiny/small/7b, param_count), ``memory`` (per-GPU memory plan),
+``presets`` (tiny/small/7b, param_count), ``memory`` (per-GPU memory plan), ``numerics`` (MKL set-up),
 ``io`` (checkpoint load/save), ``tokenizer`` (a model directory's tokenizer), ``remote_code``
 (the ``trust_remote_code`` modules every saved model carries). Importing the package registers the ``"Dream"``
 model type with transformers' Auto classes.

@@ -31,6 +31,7 @@ from transformers.models.qwen2.modeling_qwen2 import Qwen2Model, Qwen2PreTrained
 
 from diffucoder.errors import DiffucoderError
 from diffucoder.model.config import DREAM_MODEL_TYPE, DreamConfig
+from diffucoder.model.numerics import warm_up_vector_math
 
 # Attention back ends that take a dense 4-D mask; flex_attention with a 4-D mask
 # crashes on this stack and flash kernels take no dense mask at all.
@@ -86,6 +87,7 @@ class DreamModel(Qwen2PreTrainedModel):
 
     def __init__(self, config: DreamConfig):
         config.validate()  # catches fields edited after construction, before any weight is allocated
+        warm_up_vector_math()   # before this process's first forward (model.numerics)
         super().__init__(config)
         self.model = Qwen2Model(config)
         self.vocab_size = config.vocab_size
