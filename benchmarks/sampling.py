@@ -15,6 +15,15 @@ many completion tokens agree with exact steps = N (what the shortcut changes).
 bitwise batch-independent results, at the cost of batching).
 The model is the randomly initialised ``tiny`` preset: speed is representative,
 agreement is a lower bound (a trained model's confident tokens flip less).
+
+Quality (``--quality WORKDIR``: a ``benchmarks/rl_lift.py`` workdir, whose SFT model solves
+held-out tasks): every fast mode decodes the held-out tasks greedily through the DAG's evaluate
+step; per mode its pass@1 (Wilson 95 % interval), the paired change against exact decoding
+with steps = N (bootstrap over tasks), whether its pass@1 lies inside the exact mode's interval,
+the evaluation's generation seconds, generated tokens/s and the speed-up over exact (measured in
+one run, side by side), and a speed-vs-pass@1 plot (``--plot``):
+
+    .venv/bin/python benchmarks/sampling.py --quality /tmp/lift --thresholds 0.5,0.7,0.9 --plot quality.png
 """
 from __future__ import annotations
 
@@ -24,11 +33,13 @@ import os
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 
 from diffucoder.model import build_config, build_model, param_count
 from diffucoder.sampling import diffusion_generate
+from rl_lift import heldout_results, paired_row
 
 
 def variants(new_tokens: int, block_size: int) -> list[tuple[str, dict]]:
@@ -93,6 +104,88 @@ def run(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+def quality_variants(new_tokens: int, block_size: int, thresholds: list[float]) -> list[tuple[str, tuple[str, ...]]]:
+    """(name, evaluate overrides): exact with steps = N first (the reference), then every fast mode."""
+    cached = ("sampling.mode=approx_{}_cache", f"sampling.block_size={block_size}")
+    out = [(f"exact, {new_tokens} steps", ()),
+           (f"exact, {new_tokens // 2} steps", (f"sampling.steps={new_tokens // 2}",)),
+           (f"exact, {new_tokens // 4} steps", (f"sampling.steps={new_tokens // 4}",))]
+    out += [(f"exact, threshold {t:g}", (f"sampling.threshold={t}",)) for t in thresholds]
+    out += [(f"approx_{kind}_cache b={block_size}", (cached[0].format(kind), cached[1])) for kind in ("prefix", "dual")]
+    out += [(f"approx_dual_cache b={block_size}, threshold {t:g}",
+             (cached[0].format("dual"), cached[1], f"sampling.threshold={t}")) for t in thresholds]
+    return out
+
+
+def quality(args: argparse.Namespace) -> list[dict]:
+    """Held-out pass@1 and decode speed of every fast mode on a trained model, against exact decoding."""
+    work = Path(args.quality)
+    model, suite = work / "sft" / "model", work / "suite"
+    if not (model / "config.json").is_file() or not (suite / "tasks-heldout.jsonl").is_file():
+        sys.exit(f"--quality {work}: no trained model and held-out suite there (sft/model, suite/); "
+                 f"make them with benchmarks/rl_lift.py --workdir {work} --estimators '' --skip ar_baseline,decoding")
+    settings = argparse.Namespace(max_new_tokens=args.quality_tokens)
+    rows, reference, reference_seconds = [], None, None
+    print(f"model {model}: held-out tasks decoded greedily, N = {args.quality_tokens} tokens, evaluate batch 32")
+    print("| mode | pass@1 | 95 % CI | change vs exact | paired 95 % CI | in exact's CI | generation s | tokens/s "
+          "| speed-up |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for index, (name, overrides) in enumerate(quality_variants(args.quality_tokens, args.block_size,
+                                                                 args.thresholds)):
+        out_dir = work / "sampling-quality" / f"{index:02d}"
+        results = heldout_results(model, suite, out_dir, settings, overrides=overrides)
+        verdicts = {r["task_id"]: int(r["passed"] == r["n"]) for r in results}
+        seconds = json.loads((out_dir / "metrics.json").read_text())["generation_s"]
+        if reference is None:
+            reference, reference_seconds = verdicts, seconds
+        entry = paired_row(name, reference, verdicts, seconds, seed=0)
+        low, high = rows[0]["ci95"] if rows else entry["ci95"]
+        entry.update(overrides=list(overrides), generation_s=seconds,
+                     tokens_per_s=len(verdicts) * args.quality_tokens / seconds,
+                     speedup_vs_exact=reference_seconds / seconds, within_exact_ci=low <= entry["pass_at_1"] <= high)
+        rows.append(entry)
+        print(f"| {name} | {entry['pass_at_1']:.1%} | [{entry['ci95'][0]:.1%}, {entry['ci95'][1]:.1%}] | "
+              f"{entry['change']:+.1%} | [{entry['change_ci95'][0]:+.1%}, {entry['change_ci95'][1]:+.1%}] | "
+              f"{'yes' if entry['within_exact_ci'] else 'no'} | {seconds:.1f} | {entry['tokens_per_s']:.0f} | "
+              f"{entry['speedup_vs_exact']:.2f}x |", flush=True)
+    inside = [r for r in rows[1:] if r["within_exact_ci"]]
+    if inside:
+        best = max(inside, key=lambda r: r["speedup_vs_exact"])
+        print(f"fastest mode with pass@1 inside exact's 95 % interval: {best['model']} "
+              f"({best['speedup_vs_exact']:.2f}x, {best['pass_at_1']:.1%})")
+    else:
+        print("no fast mode kept pass@1 inside exact's 95 % interval")
+    if args.plot:
+        plot_quality(rows, Path(args.plot))
+    return rows
+
+
+def plot_quality(rows: list[dict], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    low, high = rows[0]["ci95"]
+    ax.axhspan(100 * low, 100 * high, color="0.9", label="exact decoding's 95 % interval")
+    for r in rows:
+        ax.errorbar(r["tokens_per_s"], 100 * r["pass_at_1"], fmt="o",
+                    yerr=[[100 * (r["pass_at_1"] - r["ci95"][0])], [100 * (r["ci95"][1] - r["pass_at_1"])]])
+        ax.annotate(r["model"], (r["tokens_per_s"], 100 * r["pass_at_1"]), fontsize=7,
+                    xytext=(4, 4), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("generated tokens/s (held-out evaluation, batch 32)")
+    ax.set_ylabel("held-out pass@1 (%)")
+    ax.set_title("Decoding speed against pass@1")
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp.png")
+    fig.savefig(temporary, dpi=120)
+    plt.close(fig)
+    os.replace(temporary, path)
+
+
 def print_row(row: dict) -> None:
     print(f"| {row['variant']:<28} | {row['batch']:>5} | {row['steps']:>5} | {row['seconds']:>8.2f} | "
           f"{row['cpu_seconds']:>7.2f} | "
@@ -109,20 +202,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="runs per variant; the fastest is reported")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     parser.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
+    parser.add_argument("--quality", metavar="WORKDIR", help="measure every fast mode's held-out pass@1 on the "
+                                                             "trained model of a benchmarks/rl_lift.py workdir")
+    parser.add_argument("--quality-tokens", type=int, default=48, help="--quality: completion length N (rl_lift's)")
+    parser.add_argument("--thresholds", default="0.5,0.7,0.8,0.9,0.95",
+                        help="--quality: confidence thresholds of the parallel decoding rows (comma-separated)")
+    parser.add_argument("--plot", metavar="PNG", help="--quality: the speed-vs-pass@1 plot")
     args = parser.parse_args(argv)
     args.batch_sizes = [int(part) for part in args.batch_sizes.split(",") if part.strip()]
+    args.thresholds = [float(part) for part in args.thresholds.split(",") if part.strip()]
+    if any(not 0 < t <= 1 for t in args.thresholds):
+        parser.error(f"--thresholds: probabilities in (0, 1], got {args.thresholds}")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.quality:
+        rows = quality(args)
+        if args.json:
+            write_json(args.json, {"quality": args.quality, "max_new_tokens": args.quality_tokens, "rows": rows})
+        return 0
     print("| variant                      | batch | steps |  seconds | cpu s   | tokens/s | fwd/token   | speedup  "
           "| agree w/ exact | rows same |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     rows = run(args)
     if args.json:
-        handle, temporary = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(args.json)) or ".")
-        with os.fdopen(handle, "w") as stream:
-            json.dump({"preset": args.preset, "max_new_tokens": args.max_new_tokens, "rows": rows}, stream, indent=2)
-        os.replace(temporary, args.json)
+        write_json(args.json, {"preset": args.preset, "max_new_tokens": args.max_new_tokens, "rows": rows})
     return 0
+
+
+def write_json(path: str, value: dict) -> None:
+    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)) or ".")
+    with os.fdopen(handle, "w") as stream:
+        json.dump(value, stream, indent=2)
+    os.replace(temporary, path)
 
 
 if __name__ == "__main__":

@@ -1,23 +1,32 @@
-"""Serving throughput with batching on vs off: N concurrent OpenAI clients against ``diffucoder serve``.
+"""Serving throughput and latency: one at a time, whole batches, continuous batching, and continuous
+batching with a fast decoding mode, each against the forward-pass ceiling measured in the same run.
 
-    .venv/bin/python benchmarks/serving.py                         # tiny random model, 16 clients
-    .venv/bin/python benchmarks/serving.py --clients 16 --requests 8 --max-tokens 32 --rounds 2
-    .venv/bin/python benchmarks/serving.py --model runs/demo/model --server-threads 1 --json out.json
+    .venv/bin/python benchmarks/serving.py                         # tiny random model; 1, 4 and 16 clients
+    .venv/bin/python benchmarks/serving.py --clients 1,4,16 --requests 8 --max-tokens 32 --rounds 2
+    .venv/bin/python benchmarks/serving.py --model /tmp/lift/sft/model --fast-threshold 0.9 --json out.json
 
-Two real servers run side by side on 127.0.0.1 (subprocesses, the same model): one with
-dynamic batching (``batching.max_batch_size`` = clients), one with ``batching.enabled=false``
-(every request decoded alone). Each round measures one server, then the other (rounds
-alternate, so load from other jobs on the machine spreads over both): ``--clients`` threads,
-each an ``openai.OpenAI`` client sending ``--requests`` greedy completions one after another
-(``max_tokens`` = ``steps`` = ``--max-tokens``, prompts of 4-40 tokens). Reported per mode:
-requests/s, tokens/s (decoded: requests x max_tokens, the work a diffusion decode does whatever
-the text; and the usage's completion tokens, cut at EOS), p50/p99 latency, mean rows per
-batch (the server's /metrics) and the server's peak RSS (psutil, sampled every 20 ms). Last, the
-ceiling: one model forward per row at batch 1 vs at batch ``--clients`` (every diffusion step is a
-full forward over prompt + completion, so on a CPU a single request already keeps the cores busy
-and batching can gain only what that ratio allows). Without
-``--model`` a random-weight ``tiny`` model (4 layers, width 256) with a small BPE is made in a
-temp dir: speed is representative, the text is noise.
+Four real servers run side by side on 127.0.0.1 (subprocesses, the same model, one measured at a
+time): ``one at a time`` (``batching.enabled=false``), ``whole batches`` (``batching.continuous=false``:
+a batch of equal-key rows decoded start to end while new rows wait), ``continuous`` (rows join and
+leave the running set at denoising-step boundaries) and ``continuous + threshold T`` (the same,
+each request asking for confidence-threshold parallel decoding; pick T from
+``benchmarks/sampling.py --quality``: the fastest mode whose pass@1 stays inside exact decoding's
+interval). For each client count in ``--clients``, rounds alternate over the servers (so load from
+other jobs spreads over all): that many threads, each an ``openai.OpenAI`` client sending
+``--requests`` greedy completions one after another (``max_tokens`` = ``steps`` = ``--max-tokens``,
+prompts of 4-40 words). Reported per mode and client count: requests/s, decoded tokens/s (requests
+x max_tokens: the work a diffusion decode does whatever the text), p50/p99 latency, rows per forward
+(the server's /metrics: per whole batch, or per step of the running set), the server's peak RSS
+(psutil, every 20 ms), and the share of the ceiling.
+
+The ceiling: with the servers stopped, one model forward over rows of the prompts' mean length +
+``max_tokens`` at batch 1 and at batch = clients, in this process with the servers' thread count.
+An exact decode of ``max_tokens`` in as many steps is that many forwards, so the ceiling is
+``clients x max_tokens / (max_tokens x forward seconds at batch = clients)`` tokens/s: what a server
+doing nothing but unpadded forwards could decode. Threshold decoding runs fewer forwards than
+steps, so its share can pass 100 %. Without ``--model`` a random-weight ``tiny`` model (4 layers,
+width 256) with a small BPE is made in a temp dir: speed is representative, the text is noise
+(and a random model is rarely confident, so a threshold gains little on it).
 """
 from __future__ import annotations
 
@@ -69,15 +78,19 @@ def prompts(count: int, seed: int) -> list[str]:
 
 
 def batch_stats(url: str) -> tuple[float, float]:
+    """(rows, forwards) so far: whole batches' rows and batches plus the running set's row-steps and steps."""
     text = httpx.get(f"{url}/metrics", timeout=10).text
     values = {}
-    for name in ("diffucoder_batch_size_sum", "diffucoder_batch_size_count"):
+    for name in ("diffucoder_batch_size_sum", "diffucoder_batch_size_count", "diffucoder_step_rows_sum",
+                 "diffucoder_step_rows_count"):
         values[name] = float(re.search(rf"^{name} (\S+)$", text, re.M).group(1))
-    return values["diffucoder_batch_size_sum"], values["diffucoder_batch_size_count"]
+    return (values["diffucoder_batch_size_sum"] + values["diffucoder_step_rows_sum"],
+            values["diffucoder_batch_size_count"] + values["diffucoder_step_rows_count"])
 
 
-def load(url: str, clients: int, per_client: int, max_tokens: int, seed: int) -> dict:
-    """``clients`` threads x ``per_client`` sequential completions; latencies and token counts."""
+def load(url: str, clients: int, per_client: int, max_tokens: int, seed: int, fields: dict | None = None) -> dict:
+    """``clients`` threads x ``per_client`` sequential completions (``fields`` added to each request);
+    latencies and token counts."""
     work = prompts(clients * per_client, seed)
     latencies: list[float] = []
     usage_tokens = [0]
@@ -88,7 +101,7 @@ def load(url: str, clients: int, per_client: int, max_tokens: int, seed: int) ->
         for prompt in work[index::clients]:
             started = time.perf_counter()
             answer = api.completions.create(model="diffucoder", prompt=prompt, max_tokens=max_tokens,
-                                            extra_body={"steps": max_tokens})
+                                            extra_body={"steps": max_tokens, **(fields or {})})
             elapsed = time.perf_counter() - started
             with lock:
                 latencies.append(elapsed)
@@ -109,22 +122,21 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
-def summarize(name: str, runs: list[dict], max_tokens: int, peak_rss: int) -> dict:
+def summarize(name: str, clients: int, runs: list[dict], max_tokens: int, peak_rss: int) -> dict:
     wall = sum(r["wall_s"] for r in runs)
     requests = sum(r["requests"] for r in runs)
     latencies = [x for r in runs for x in r["latencies"]]
-    return {"mode": name, "requests": requests, "wall_s": round(wall, 2),
+    return {"mode": name, "clients": clients, "requests": requests, "wall_s": round(wall, 2),
             "requests_per_s": requests / wall, "decoded_tokens_per_s": requests * max_tokens / wall,
             "completion_tokens_per_s": sum(r["usage_tokens"] for r in runs) / wall,
             "p50_s": statistics.median(latencies), "p99_s": percentile(latencies, 0.99),
-            "mean_batch_rows": sum(r["rows"] for r in runs) / max(1, sum(r["batches"] for r in runs)),
+            "rows_per_forward": sum(r["rows"] for r in runs) / max(1, sum(r["batches"] for r in runs)),
             "peak_rss_mb": peak_rss / 2**20}
 
 
-def forward_ceiling(model_dir: str, rows: int, length: int, threads: int) -> tuple[float, float]:
-    """(ms per row of one model forward at batch 1, at batch ``rows``), ``length`` tokens a row, in this
-    process with the servers' thread count: what batching can gain at most, since every diffusion
-    step is one forward over prompt + completion, whatever the server does around it."""
+def forward_seconds(model_dir: str, batches: list[int], length: int, threads: int) -> dict[int, float]:
+    """Seconds of one model forward at each batch size, ``length`` tokens a row, in this process
+    with the servers' thread count (every diffusion step is one forward over prompt + completion)."""
     import torch
 
     from diffucoder.model import load_model
@@ -132,8 +144,8 @@ def forward_ceiling(model_dir: str, rows: int, length: int, threads: int) -> tup
         torch.set_num_threads(threads)
     model = load_model(model_dir).eval()
     vocab = model.config.vocab_size
-    per_row = []
-    for batch in (1, rows):
+    out = {}
+    for batch in batches:
         tokens = torch.randint(0, vocab - 4, (batch, length))
         with torch.no_grad():
             for _ in range(3):
@@ -141,34 +153,45 @@ def forward_ceiling(model_dir: str, rows: int, length: int, threads: int) -> tup
             started = time.perf_counter()
             for _ in range(10):
                 model(tokens)
-        per_row.append((time.perf_counter() - started) / 10 / batch * 1000)
-    return per_row[0], per_row[1]
+        out[batch] = (time.perf_counter() - started) / 10
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", help="model directory (default: a random tiny model in a temp dir)")
-    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--clients", default="1,4,16", help="comma-separated client counts (default 1,4,16)")
     parser.add_argument("--requests", type=int, default=8, help="requests per client per round")
     parser.add_argument("--rounds", type=int, default=2, help="measured rounds per mode (alternating)")
     parser.add_argument("--max-tokens", type=int, default=32, help="max_tokens = steps of every request")
-    parser.add_argument("--max-wait-ms", type=float, default=10.0, help="batching.max_wait_ms of the batching server")
+    parser.add_argument("--max-wait-ms", type=float, default=10.0, help="batching.max_wait_ms of the batching servers")
+    parser.add_argument("--fast-threshold", type=float, default=0.9,
+                        help="the threshold of the fast mode's requests (0 = leave that mode out)")
     parser.add_argument("--server-threads", type=int, default=0,
                         help="torch threads of each server (0 = torch's default: one per core)")
     parser.add_argument("--json", help="write the figures here too")
     args = parser.parse_args(argv)
+    clients = sorted({int(part) for part in args.clients.split(",") if part.strip()})
+    if not clients or clients[0] < 1:
+        parser.error(f"--clients: positive counts, got {args.clients!r}")
+    if not 0 <= args.fast_threshold <= 1:
+        parser.error(f"--fast-threshold: 0 (off) or a probability in (0, 1], got {args.fast_threshold}")
 
     with tempfile.TemporaryDirectory(prefix="diffucoder-bench-") as scratch:
         model = args.model or str(random_model_dir(Path(scratch) / "tiny-random", preset="tiny", vocab_size=1024))
         common = ("access_log=false", f"torch_threads={args.server_threads}", "batching.queue_size=4096",
-                  f"limits.max_tokens={max(256, args.max_tokens)}", f"limits.steps={max(256, args.max_tokens)}")
-        modes = {
-            "batching on": common + (f"batching.max_batch_size={args.clients}",
-                                     f"batching.max_wait_ms={args.max_wait_ms}"),
-            "batching off": common + ("batching.enabled=false",),
-        }
+                  f"limits.max_tokens={max(256, args.max_tokens)}", f"limits.steps={max(256, args.max_tokens)}",
+                  f"batching.max_batch_size={max(clients)}", f"batching.max_wait_ms={args.max_wait_ms}")
+        servers_of = {"one at a time": common + ("batching.enabled=false",),
+                      "whole batches": common + ("batching.continuous=false",),
+                      "continuous": common}
+        modes = {"one at a time": ("one at a time", {}), "whole batches": ("whole batches", {}),
+                 "continuous": ("continuous", {})}
+        if args.fast_threshold:
+            modes[f"continuous + threshold {args.fast_threshold:g}"] = ("continuous",
+                                                                       {"threshold": args.fast_threshold})
         servers = {name: ServerProcess(server_command(model, overrides=overrides), Path(scratch) / f"{i}.log")
-                   for i, (name, overrides) in enumerate(modes.items())}
+                   for i, (name, overrides) in enumerate(servers_of.items())}
         monitors = {}
         try:
             for name, server in servers.items():
@@ -176,40 +199,44 @@ def main(argv: list[str] | None = None) -> int:
                 monitors[name] = PeakRSS(server.process.pid)
                 monitors[name].start()
                 load(server.url, 2, 2, args.max_tokens, seed=99)  # warm-up: first calls pay one-off costs
-            print(f"model: {'random tiny' if not args.model else args.model}; {args.clients} clients x "
+            print(f"model: {'random tiny' if not args.model else args.model}; clients {clients} x "
                   f"{args.requests} requests x {args.rounds} rounds per mode; max_tokens = steps = "
                   f"{args.max_tokens}; greedy; server torch threads: "
                   f"{args.server_threads or 'default'} (cores: {os.cpu_count()}); "
                   f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}", flush=True)
-            runs: dict[str, list[dict]] = {name: [] for name in servers}
-            for round_index in range(args.rounds):
-                for name, server in servers.items():
-                    result = load(server.url, args.clients, args.requests, args.max_tokens, seed=round_index)
-                    runs[name].append(result)
-                    print(f"  round {round_index + 1} {name}: {result['requests'] / result['wall_s']:.2f} req/s",
-                          flush=True)
-            figures = [summarize(name, runs[name], args.max_tokens, monitors[name].stop()) for name in servers]
+            runs: dict[tuple[str, int], list[dict]] = {(m, c): [] for m in modes for c in clients}
+            for count in clients:
+                for round_index in range(args.rounds):
+                    for name, (server, fields) in modes.items():
+                        result = load(servers[server].url, count, args.requests, args.max_tokens,
+                                      seed=round_index, fields=fields)
+                        runs[(name, count)].append(result)
+                        print(f"  {count} clients, round {round_index + 1}, {name}: "
+                              f"{result['requests'] / result['wall_s']:.2f} req/s", flush=True)
+            peaks = {name: monitor.stop() for name, monitor in monitors.items()}
+            figures = [summarize(name, count, runs[(name, count)], args.max_tokens, peaks[modes[name][0]])
+                       for count in clients for name in modes]
         finally:
             for server in servers.values():
                 server.stop()
         typical = round(statistics.mean(len(p.split()) for p in prompts(64, 0))) + args.max_tokens
-        alone, batched = forward_ceiling(model, args.clients, typical, args.server_threads)
-    print(f"\n{'mode':<14} {'req/s':>7} {'dec tok/s':>10} {'usage tok/s':>12} {'p50 s':>7} {'p99 s':>7} "
-          f"{'rows/batch':>10} {'peak RSS MB':>12}")
+        forward = forward_seconds(model, sorted({1, *clients}), typical, args.server_threads)
+    for f in figures:   # a server doing nothing but unpadded forwards of ``clients`` rows, one per step
+        f["ceiling_tokens_per_s"] = f["clients"] / forward[f["clients"]]
+        f["share_of_ceiling"] = f["decoded_tokens_per_s"] / f["ceiling_tokens_per_s"]
+    print(f"\n{'mode':<28} {'clients':>7} {'req/s':>7} {'dec tok/s':>10} {'p50 s':>7} {'p99 s':>7} "
+          f"{'rows/fwd':>8} {'ceiling':>8} {'share':>6} {'peak RSS MB':>12}")
     for f in figures:
-        print(f"{f['mode']:<14} {f['requests_per_s']:>7.2f} {f['decoded_tokens_per_s']:>10.1f} "
-              f"{f['completion_tokens_per_s']:>12.1f} {f['p50_s']:>7.2f} {f['p99_s']:>7.2f} "
-              f"{f['mean_batch_rows']:>10.2f} {f['peak_rss_mb']:>12.0f}")
-    gain = figures[0]["requests_per_s"] / figures[1]["requests_per_s"]
-    ceiling = alone / batched
-    print(f"\nthroughput with batching / without: {gain:.2f}x at {args.clients} concurrent clients")
-    print(f"model forward alone (servers stopped), ~{typical} tokens a row: {alone:.1f} ms per row at batch 1, "
-          f"{batched:.1f} ms per row at batch {args.clients}: batching can gain at most {ceiling:.2f}x here; "
-          f"the server reached {gain / ceiling:.0%} of that")
+        print(f"{f['mode']:<28} {f['clients']:>7} {f['requests_per_s']:>7.2f} {f['decoded_tokens_per_s']:>10.1f} "
+              f"{f['p50_s']:>7.2f} {f['p99_s']:>7.2f} {f['rows_per_forward']:>8.2f} "
+              f"{f['ceiling_tokens_per_s']:>8.1f} {f['share_of_ceiling']:>6.0%} {f['peak_rss_mb']:>12.0f}")
+    print(f"\nthe ceiling, ~{typical} tokens a row (servers stopped): one forward takes "
+          + ", ".join(f"{1000 * forward[b]:.1f} ms at batch {b}" for b in sorted(forward))
+          + f"; batching can gain at most {forward[1] * max(clients) / forward[max(clients)]:.2f}x at "
+            f"{max(clients)} clients")
     if args.json:
-        Path(args.json).write_text(json.dumps({"args": vars(args), "figures": figures, "gain": gain,
-                                               "forward_ms_per_row": {"batch_1": alone, f"batch_{args.clients}": batched},
-                                               "ceiling": ceiling}, indent=1))
+        Path(args.json).write_text(json.dumps({"args": vars(args), "figures": figures, "typical_tokens": typical,
+                                               "forward_s": {str(b): v for b, v in forward.items()}}, indent=1))
     return 0
 
 

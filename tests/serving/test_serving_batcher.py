@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 
@@ -20,6 +21,13 @@ def engine(served_model_dir):
 @pytest.fixture(scope="module")
 def parser(engine):
     return RequestParser(load_config(ServeConfig, None, ["defaults.max_tokens=4"]), engine)
+
+
+@pytest.fixture(scope="module")
+def invariant_parser(engine):
+    """Rows whose forward is unpadded and their own: a row's output never depends on its batch."""
+    return RequestParser(load_config(ServeConfig, None, ["defaults.max_tokens=4", "sampler.batch_invariant=true"]),
+                         engine)
 
 
 def rows(parser, *prompts, **fields):
@@ -110,4 +118,131 @@ async def test_a_failing_row_fails_alone(engine, parser):
     assert isinstance(results[1], RequestError) and results[1].status == 500
     assert [results[0][0], results[2][0]] == engine.generate([batch[0], batch[2]])
     assert record.batches == [3, 1, 1, 1]
+    await batcher.close()
+
+
+# -- continuous batching: rows join and leave the running set at denoising-step boundaries ----------
+
+class CountingStepper:
+    """The engine as the batcher's stepper, noting each step's rows (and failing rows that hold ``poison``)."""
+
+    def __init__(self, engine, poison=None):
+        self.engine, self.poison, self.steps = engine, poison, []
+
+    def steppable(self, row):
+        return self.engine.steppable(row)
+
+    def start(self, row):
+        state = self.engine.start(row)
+        state.poisoned = row.prompt_ids == self.poison
+        return state
+
+    def step(self, states):
+        self.steps.append(sorted(state.step for state in states))
+        if any(state.poisoned for state in states):
+            raise ValueError("cannot step this row")
+        self.engine.step(states)
+
+    def complete(self, row, state):
+        return self.engine.complete(row, state)
+
+
+def alone(engine, row):
+    """The row decoded by the sampler on its own prompt, unpadded: the direct call."""
+    return engine.generate([row])[0]
+
+
+@pytest.mark.asyncio
+async def test_rows_join_a_running_batch_at_step_boundaries_and_equal_the_sampler_alone(engine, invariant_parser):
+    stepper = CountingStepper(engine)
+    batcher = await started(Recorder(engine), stepper=stepper, max_wait_s=0.0)
+    parser = invariant_parser
+    first = rows(parser, "def add(a, b):", max_tokens=8, steps=8)
+    later = rows(parser, "x = 1", "class Point:", max_tokens=8, steps=8, temperature=0.8, seed=3) + \
+        rows(parser, "for i in range(3):", max_tokens=5, steps=5)
+    running = asyncio.ensure_future(batcher.submit(first))
+    while not stepper.steps or stepper.steps[-1][-1] < 2:    # the first row is 3 steps in
+        await asyncio.sleep(0.001)
+    joined = [asyncio.ensure_future(batcher.submit([row])) for row in later]
+    results = [await running] + [await j for j in joined]
+    assert any(len(set(steps)) > 1 for steps in stepper.steps), "no step held rows at different steps"
+    assert max(len(steps) for steps in stepper.steps) == 4
+    for row, result in zip(first + later, results):
+        assert result == [alone(engine, row)]
+    await batcher.close()
+
+
+@pytest.mark.asyncio
+async def test_unlike_lengths_wait_for_the_padding_bound_and_the_hold_limit(engine, parser):
+    short = rows(parser, "a", "b", max_tokens=4, steps=4)
+    long = rows(parser, "a" * 60, max_tokens=32, steps=32)
+    stepper = CountingStepper(engine)
+    batcher = await started(Recorder(engine), stepper=stepper, max_wait_s=0.0, max_padding=0.2, max_hold_s=60.0)
+    got = await asyncio.gather(batcher.submit(short[:1]), batcher.submit(long), batcher.submit(short[1:]))
+    # the long row never shared a step with a short one (too much padding); the short rows did
+    sizes = [len(steps) for steps in stepper.steps]
+    assert max(sizes) == 2 and sizes.count(1) >= 32
+    assert [g[0] for g in got] == [alone(engine, short[0]), alone(engine, long[0]), alone(engine, short[1])]
+    await batcher.close()
+
+    stepper = CountingStepper(engine)
+    held = await started(Recorder(engine), stepper=stepper, max_wait_s=0.0, max_padding=0.2, max_hold_s=0.0)
+    first = asyncio.ensure_future(held.submit(short[:1]))
+    while not stepper.steps:
+        await asyncio.sleep(0.001)
+    await asyncio.gather(first, held.submit(long), held.submit(short[1:]))
+    # held past its limit, the long row stops the younger short row from passing it
+    assert max(len(steps) for steps in stepper.steps) == 1
+    await held.close()
+
+
+@pytest.mark.asyncio
+async def test_a_client_gone_mid_decode_leaves_at_the_next_boundary(engine, parser):
+    stepper = CountingStepper(engine)
+    batcher = await started(Recorder(engine), stepper=stepper, max_wait_s=0.0)
+    slow = asyncio.ensure_future(batcher.submit(rows(parser, "x = 1", max_tokens=32, steps=32)))
+    while len(stepper.steps) < 2:
+        await asyncio.sleep(0.001)
+    slow.cancel()                                        # the client disconnected
+    after = await batcher.submit(rows(parser, "y = 2"))  # the decoder is not wedged
+    assert len(after) == 1 and len(stepper.steps) < 32
+    assert await batcher.drained(timeout=5.0)
+    await batcher.close()
+
+
+@pytest.mark.asyncio
+async def test_a_failing_row_fails_alone_in_the_running_set(engine, parser):
+    batch = rows(parser, "x = 1", "x = 2", "x = 3")
+    stepper = CountingStepper(engine, poison=batch[1].prompt_ids)
+    batcher = await started(Recorder(engine), stepper=stepper, max_wait_s=0.05)
+    results = await asyncio.gather(*(batcher.submit([row]) for row in batch), return_exceptions=True)
+    assert isinstance(results[1], RequestError) and results[1].status == 500
+    assert [results[0][0], results[2][0]] == [alone(engine, batch[0]), alone(engine, batch[2])]
+    await batcher.close()
+
+
+@pytest.mark.asyncio
+async def test_approximate_rows_are_decoded_whole_between_steps(engine, parser):
+    record, stepper = Recorder(engine), CountingStepper(engine)
+    batcher = await started(record, stepper=stepper, max_wait_s=0.0)
+    exact = rows(parser, "x = 1", max_tokens=16, steps=16)
+    cached = [dataclasses.replace(row, sampling=dataclasses.replace(row.sampling, mode="approx_dual_cache",
+                                                                    block_size=4))
+              for row in rows(parser, "y = 2", max_tokens=8, steps=8)]
+    got = await asyncio.gather(batcher.submit(exact), batcher.submit(cached))
+    assert record.batches == [1] and len(stepper.steps) == 16
+    assert got[1] == engine.generate(cached)
+    await batcher.close()
+
+
+@pytest.mark.asyncio
+async def test_drain_lets_the_running_set_finish(engine, parser):
+    stepper = CountingStepper(engine)
+    batcher = await started(Recorder(engine), stepper=stepper, max_wait_s=5.0)
+    admitted = batcher.admit(rows(parser, "a", "b", max_tokens=6, steps=6))
+    batcher.begin_drain()                                 # no 5 s wait for company
+    with pytest.raises(ShuttingDown):
+        batcher.admit(rows(parser, "c"))
+    assert await batcher.drained(timeout=5.0)
+    assert len(await batcher.wait(admitted)) == 2 and len(stepper.steps) == 6
     await batcher.close()

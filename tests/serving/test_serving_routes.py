@@ -61,8 +61,9 @@ def test_greedy_batched_equals_the_sampler(http, direct):
 
 
 def test_concurrent_requests_are_batched_and_equal_the_sampler(url, http, direct):
-    """Concurrent OpenAI requests share batches; with equal-length prompts (no padding) every row
-    equals its direct decode alone."""
+    """Concurrent OpenAI requests share denoising steps (continuous batching: each joins the running
+    set at a step boundary); with equal-length prompts (no padding) every row equals its direct
+    decode alone."""
     tokenizer = direct[1]
     prompts = [p for p in (f"x = {i} + {j}" for i in range(10) for j in range(10))
                if len(tokenizer(p)["input_ids"]) == len(tokenizer("x = 1 + 2")["input_ids"])][:12]
@@ -75,8 +76,8 @@ def test_concurrent_requests_are_batched_and_equal_the_sampler(url, http, direct
     with ThreadPoolExecutor(len(prompts)) as pool:
         answers = list(pool.map(ask, prompts))
     after = _batch_rows(http)
-    assert after[0] - before[0] == len(prompts)          # rows decoded
-    assert after[1] - before[1] < len(prompts)           # in fewer batches than requests
+    assert after[0] - before[0] == len(prompts) * 5      # row-steps: 5 steps of each row
+    assert after[1] - before[1] < len(prompts) * 5       # in fewer forwards than that: rows shared steps
     for prompt, answer in zip(prompts, answers):
         assert answer.choices[0].text == direct_texts(*direct, [prompt], max_new_tokens=5, steps=5)[0]
 
@@ -152,7 +153,7 @@ def test_metrics_are_exported(http):
     assert 'diffucoder_requests_total{route="/openai/v1/completions",status="200"}' in text
     assert 'diffucoder_requests_total{route="/openai/v1/completions",status="400"}' in text
     assert 'diffucoder_request_seconds_bucket{le="0.5",route="/openai/v1/completions"}' in text
-    for name in ("diffucoder_batch_size_count", "diffucoder_generated_tokens_total",
+    for name in ("diffucoder_batch_size_count", "diffucoder_step_rows_count", "diffucoder_generated_tokens_total",
                  "diffucoder_generated_tokens_per_second", "diffucoder_queue_depth", "diffucoder_batch_seconds_sum"):
         assert name in text
     assert _metric(text, "diffucoder_generated_tokens_total") >= 3
@@ -166,5 +167,6 @@ def _metric(text: str, name: str) -> float:
 
 
 def _batch_rows(http) -> tuple[float, float]:
+    """Rows summed over the running set's steps, and the number of steps."""
     text = http.get("/metrics").text
-    return _metric(text, "diffucoder_batch_size_sum"), _metric(text, "diffucoder_batch_size_count")
+    return _metric(text, "diffucoder_step_rows_sum"), _metric(text, "diffucoder_step_rows_count")

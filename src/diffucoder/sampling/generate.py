@@ -47,17 +47,9 @@ def diffusion_generate(model: torch.nn.Module, input_ids: torch.Tensor, attentio
     if isinstance(attention_mask, SamplingConfig) and config is None:  # generate(model, ids, config)
         attention_mask, config = None, attention_mask
     config = resolve_config(config, **overrides)
-    device = next(model.parameters()).device
-    input_ids, attention_mask = check_prompts(input_ids, attention_mask, device)
-    mask_id = mask_token_id(model)
-    if bool((input_ids[attention_mask.bool()] == mask_id).any()):
-        raise SamplingError(f"a prompt contains the mask token id {mask_id}; only the completion is denoised")
-    limit = getattr(model.config, "max_position_embeddings", None)
-    if isinstance(limit, int) and input_ids.shape[1] + config.max_new_tokens > limit:
-        raise SamplingError(f"prompt width {input_ids.shape[1]} + max_new_tokens {config.max_new_tokens} exceeds "
-                            f"the model's {limit} positions")
+    input_ids, attention_mask, mask_id = checked_prompts(model, input_ids, attention_mask, config)
     if generator is None:
-        generator = torch.Generator(device=device).manual_seed(config.seed)
+        generator = torch.Generator(device=input_ids.device).manual_seed(config.seed)
     if config.approximate:
         return cached_generate(model, input_ids, attention_mask, config, generator, mask_id,
                                return_history, return_commit_order)
@@ -83,15 +75,15 @@ def _exact_generate(model, input_ids, attention_mask, config, generator, mask_id
         if idle:  # nothing to commit in any row: the model call would change nothing
             recorder.record(step, x)
             continue
-        completion_logits = _completion_logits(model, x, full_mask, positions, prompt_length, config.batch_invariant)
+        logits = completion_logits(model, x, full_mask, positions, prompt_length, config.batch_invariant)
         forward_passes += 1
-        block, chosen, rank = denoise_step(completion_logits, completion, masked, commit, config, generator)
+        block, chosen, rank = denoise_step(logits, completion, masked, commit, config, generator)
         x[:, prompt_length:] = block
         recorder.record(step, x, chosen, rank)
     return recorder.finish(x, prompt_length, config.steps, forward_passes, config.mode)
 
 
-def _completion_logits(model, x, full_mask, positions, prompt_length: int, row_by_row: bool) -> torch.Tensor:
+def completion_logits(model, x, full_mask, positions, prompt_length: int, row_by_row: bool) -> torch.Tensor:
     """Shifted logits (B, N, V) at the completion columns: the logit at column j - 1 predicts token j."""
     if not row_by_row:
         return model(x, attention_mask=full_mask, position_ids=positions).logits[:, prompt_length - 1:-1]
@@ -102,6 +94,21 @@ def _completion_logits(model, x, full_mask, positions, prompt_length: int, row_b
                        position_ids=positions[row:row + 1, first:]).logits
         rows.append(logits[0, prompt_length - first - 1:-1])
     return torch.stack(rows)
+
+
+def checked_prompts(model: torch.nn.Module, input_ids, attention_mask, config: SamplingConfig
+                    ) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """``check_prompts``, then what the model allows: no mask token in a prompt, and prompt +
+    completion within its positions. Returns (ids, mask) on the model's device and the mask id."""
+    input_ids, attention_mask = check_prompts(input_ids, attention_mask, next(model.parameters()).device)
+    mask_id = mask_token_id(model)
+    if bool((input_ids[attention_mask.bool()] == mask_id).any()):
+        raise SamplingError(f"a prompt contains the mask token id {mask_id}; only the completion is denoised")
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if isinstance(limit, int) and input_ids.shape[1] + config.max_new_tokens > limit:
+        raise SamplingError(f"prompt width {input_ids.shape[1]} + max_new_tokens {config.max_new_tokens} exceeds "
+                            f"the model's {limit} positions")
+    return input_ids, attention_mask, mask_id
 
 
 def mask_token_id(model: torch.nn.Module) -> int:

@@ -76,10 +76,18 @@ class ServeLimits:
 
 @dataclass
 class BatchingConfig:
-    enabled: bool = setting(True, help="gather concurrent requests into one padded diffusion batch")
+    enabled: bool = setting(True, help="decode concurrent requests together (off: one at a time)")
+    continuous: bool = setting(True, help="exact-mode rows join and leave the running batch at any denoising "
+                                          "step (off: whole batches, each decoded start to end)")
     max_batch_size: int = setting(16, min=1, help="requests (rows) decoded together")
     max_wait_ms: float = setting(10.0, min=0.0, max=10_000.0,
                                  help="how long an idle decoder waits for a batch to fill")
+    max_padding: float = setting(0.5, min=0.0, max=1.0,
+                                 help="continuous: largest share of a step's padded forward that may be padding "
+                                      "when a row joins (rows of unlike lengths wait for a better match)")
+    max_hold_ms: float = setting(1000.0, min=0.0, max=600_000.0,
+                                 help="continuous: a row passed over this long for padding stops younger rows "
+                                      "from joining until it fits")
     queue_size: int = setting(256, min=1, help="requests waiting to be decoded; beyond it a 429")
     retry_after_s: int = setting(1, min=1, max=3600, help="least Retry-After of a 429/503")
 

@@ -1,13 +1,16 @@
-"""``Engine``: the loaded model and tokenizer, and one padded diffusion batch at a time.
+"""``Engine``: the loaded model and tokenizer; whole padded batches, or rows one step at a time.
 
     engine = Engine.load("/mnt/models", cfg)               # cfg: ServeConfig
     ids = engine.encode("def add(a, b):")
     completions = engine.generate(rows)                    # rows: GenerationRequest, one batch key
+    state = engine.start(row); engine.step([state, ...])   # continuous batching (exact mode)
+    completion = engine.complete(row, state)               # once state.done
 
 A batch is the rows' prompts left-padded together (as ``encode_prompts`` does) and
-decoded by ``diffusion_generate`` with one generator: the config's seed when the decode
-is deterministic, the request's seed when it gave one, else a fresh random seed. Text
-is cut at the first stop token (``sampler.stop``), then at the first stop string.
+decoded by ``diffusion_generate`` with one generator; a stepped row has a generator of its
+own (``sampling.stepwise``). A generator is seeded with the config's seed when the decode is
+deterministic, the request's seed when it gave one, else a fresh random seed. Text is cut
+at the first stop token (``sampler.stop``), then at the first stop string.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from pathlib import Path
 import torch
 
 from diffucoder.sampling import diffusion_generate, load_tokenizer, stop_token_ids
+from diffucoder.sampling.stepwise import RowDecode, step_rows
 from diffucoder.sampling.text import cut_at_stop
 from diffucoder.serving.config import ServeConfig
 
@@ -64,15 +68,29 @@ class Engine:
         for index, row in enumerate(rows):
             input_ids[index, width - len(row.prompt_ids):] = torch.tensor(row.prompt_ids, dtype=torch.long)
             attention_mask[index, width - len(row.prompt_ids):] = 1
-        if not rows[0].random:
-            seed = config.seed
-        elif rows[0].seeded:
-            seed = config.seed  # a seeded random row decodes alone (see GenerationRequest.batch_key)
-        else:
-            seed = secrets.randbits(63)
-        generator = torch.Generator(device=self.device).manual_seed(seed)
-        output = diffusion_generate(self.model, input_ids, attention_mask, config, generator=generator)
+        output = diffusion_generate(self.model, input_ids, attention_mask, config, generator=self.generator(rows[0]))
         return [self.finish(row, tokens) for row, tokens in zip(rows, output.completions.tolist())]
+
+    def generator(self, row) -> torch.Generator:
+        """The config's seed for a deterministic decode or a seeded request (a seeded random row
+        decodes alone: see ``GenerationRequest.batch_key``); else a fresh random seed."""
+        seed = secrets.randbits(63) if row.random and not row.seeded else row.sampling.seed
+        return torch.Generator(device=self.device).manual_seed(seed)
+
+    # -- continuous batching (``Batcher``'s stepper): exact-mode rows, one denoising step at a time --
+
+    def steppable(self, row) -> bool:
+        return not row.sampling.approximate
+
+    def start(self, row) -> RowDecode:
+        """The row's decode state: its prompt alone, its own generator (as ``generate`` on a batch of one)."""
+        return RowDecode.start(self.model, row.prompt_ids, row.sampling, self.generator(row))
+
+    def step(self, states: list[RowDecode]) -> None:
+        step_rows(self.model, states)
+
+    def complete(self, row, state: RowDecode) -> Completion:
+        return self.finish(row, state.completion.tolist())
 
     def finish(self, row, tokens: list[int]) -> Completion:
         kept = cut_at_stop(tokens, self.stop_ids)

@@ -2,8 +2,10 @@
 
     diffucoder_requests_total{route, status}        requests answered, by route template and status
     diffucoder_request_seconds{route}               latency histogram (until the response ended)
-    diffucoder_batch_size                           rows per diffusion batch
-    diffucoder_batch_seconds                        wall time of one batch decode
+    diffucoder_batch_size                           rows per whole-batch decode
+    diffucoder_batch_seconds                        wall time of one whole-batch decode
+    diffucoder_step_rows                            rows per denoising step of the running set (continuous)
+    diffucoder_step_seconds                         wall time of one such step
     diffucoder_generated_tokens_total               completion tokens decoded (rows x max_tokens)
     diffucoder_generated_tokens_per_second          of the last batch
     diffucoder_queue_depth                          requests waiting for the decoder
@@ -21,12 +23,16 @@ from prometheus_client import Counter, Gauge, Histogram
 REQUESTS = Counter("diffucoder_requests", "HTTP requests answered", ["route", "status"])
 LATENCY = Histogram("diffucoder_request_seconds", "request latency until the response ended", ["route"],
                     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300))
-BATCH_SIZE = Histogram("diffucoder_batch_size", "rows per diffusion batch",
+BATCH_SIZE = Histogram("diffucoder_batch_size", "rows per whole-batch decode",
                        buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 128))
-BATCH_SECONDS = Histogram("diffucoder_batch_seconds", "wall time of one batch decode",
+BATCH_SECONDS = Histogram("diffucoder_batch_seconds", "wall time of one whole-batch decode",
                           buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120))
 TOKENS = Counter("diffucoder_generated_tokens", "completion tokens decoded (rows x max_tokens)")
 TOKENS_PER_SECOND = Gauge("diffucoder_generated_tokens_per_second", "decode throughput of the last batch")
+STEP_ROWS = Histogram("diffucoder_step_rows", "rows per denoising step of the running set (continuous batching)",
+                      buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 128))
+STEP_SECONDS = Histogram("diffucoder_step_seconds", "wall time of one denoising step of the running set",
+                         buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
 QUEUE_DEPTH = Gauge("diffucoder_queue_depth", "requests waiting for the decoder")
 DECODING = Gauge("diffucoder_decoding", "rows being decoded now")
 
@@ -37,6 +43,11 @@ def observe_batch(rows: int, tokens: int, seconds: float) -> None:
     TOKENS.inc(tokens)
     if seconds > 0:
         TOKENS_PER_SECOND.set(tokens / seconds)
+
+
+def observe_step(rows: int, seconds: float) -> None:
+    STEP_ROWS.observe(rows)
+    STEP_SECONDS.observe(seconds)
 
 
 class MetricsMiddleware:

@@ -72,9 +72,12 @@ class DiffucoderModel(kserve.Model):
         """Start the batcher in the running loop, then turn ready (nothing is served before)."""
         if self.decoder is None or self.parser is None:
             raise RuntimeError(f"model {self.name!r}: activate() before load_weights()")
+        batching = self.cfg.batching
         self.batcher = Batcher(self.decoder.generate, max_batch_size=self.cfg.max_batch_size,
-                               max_wait_s=self.cfg.max_wait_s, queue_size=self.cfg.batching.queue_size,
-                               retry_after_s=self.cfg.batching.retry_after_s)
+                               max_wait_s=self.cfg.max_wait_s, queue_size=batching.queue_size,
+                               retry_after_s=batching.retry_after_s,
+                               stepper=self.decoder if batching.enabled and batching.continuous else None,
+                               max_padding=batching.max_padding, max_hold_s=batching.max_hold_ms / 1000.0)
         await self.batcher.start()
         self.ready = True
 
