@@ -3,15 +3,15 @@ batching with a fast decoding mode, each against the forward-pass ceiling measur
 
     .venv/bin/python benchmarks/serving.py                         # tiny random model; 1, 4 and 16 clients
     .venv/bin/python benchmarks/serving.py --clients 1,4,16 --requests 8 --max-tokens 32 --rounds 2
-    .venv/bin/python benchmarks/serving.py --model /tmp/lift/sft/model --fast-threshold 0.9 --json out.json
+    .venv/bin/python benchmarks/serving.py --model /tmp/lift/sft/model --fast threshold=0.9 --json out.json
 
 Four real servers run side by side on 127.0.0.1 (subprocesses, the same model, one measured at a
 time): ``one at a time`` (``batching.enabled=false``), ``whole batches`` (``batching.continuous=false``:
 a batch of equal-key rows decoded start to end while new rows wait), ``continuous`` (rows join and
-leave the running set at denoising-step boundaries) and ``continuous + threshold T`` (the same,
-each request asking for confidence-threshold parallel decoding; pick T from
-``benchmarks/sampling.py --quality``: the fastest mode whose pass@1 stays inside exact decoding's
-interval). For each client count in ``--clients``, rounds alternate over the servers (so load from
+leave the running set at denoising-step boundaries) and ``continuous + ...`` (the same, each
+request asking for a fast decoding mode, ``--fast``: by default a quarter of the steps, the
+fastest exact-mode setting whose held-out pass@1 stayed inside exact decoding's 95 % interval in
+``benchmarks/sampling.py --quality``; ``--fast threshold=0.9`` asks for threshold decoding). For each client count in ``--clients``, rounds alternate over the servers (so load from
 other jobs spreads over all): that many threads, each an ``openai.OpenAI`` client sending
 ``--requests`` greedy completions one after another (``max_tokens`` = ``steps`` = ``--max-tokens``,
 prompts of 4-40 words). Reported per mode and client count: requests/s, decoded tokens/s (requests
@@ -23,8 +23,8 @@ The ceiling: with the servers stopped, one model forward over rows of the prompt
 ``max_tokens`` at batch 1 and at batch = clients, in this process with the servers' thread count.
 An exact decode of ``max_tokens`` in as many steps is that many forwards, so the ceiling is
 ``clients x max_tokens / (max_tokens x forward seconds at batch = clients)`` tokens/s: what a server
-doing nothing but unpadded forwards could decode. Threshold decoding runs fewer forwards than
-steps, so its share can pass 100 %. Without ``--model`` a random-weight ``tiny`` model (4 layers,
+doing nothing but unpadded forwards could decode. A fast mode runs fewer forwards per token, so
+its share can pass 100 %. Without ``--model`` a random-weight ``tiny`` model (4 layers,
 width 256) with a small BPE is made in a temp dir: speed is representative, the text is noise
 (and a random model is rarely confident, so a threshold gains little on it).
 """
@@ -157,6 +157,20 @@ def forward_seconds(model_dir: str, batches: list[int], length: int, threads: in
     return out
 
 
+def fast_fields(text: str, max_tokens: int) -> dict[str, float]:
+    """``'steps=/4,threshold=0.9'`` -> {"steps": max_tokens // 4, "threshold": 0.9}."""
+    fields: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        if key not in ("steps", "threshold", "max_per_step") or not sep:
+            raise ValueError(f"{part!r}: expected steps=K, steps=/D, threshold=T or max_per_step=K")
+        if key == "steps" and value.startswith("/"):
+            fields[key] = max(1, max_tokens // int(value[1:]))
+        else:
+            fields[key] = int(value) if key != "threshold" else float(value)
+    return fields
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", help="model directory (default: a random tiny model in a temp dir)")
@@ -165,8 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="measured rounds per mode (alternating)")
     parser.add_argument("--max-tokens", type=int, default=32, help="max_tokens = steps of every request")
     parser.add_argument("--max-wait-ms", type=float, default=10.0, help="batching.max_wait_ms of the batching servers")
-    parser.add_argument("--fast-threshold", type=float, default=0.9,
-                        help="the threshold of the fast mode's requests (0 = leave that mode out)")
+    parser.add_argument("--fast", default="steps=/4",
+                        help="request fields of the fast mode, key=value[,key=value]: 'steps=/4' is a quarter of "
+                             "--max-tokens, 'threshold=0.9' threshold decoding ('' = leave that mode out)")
     parser.add_argument("--server-threads", type=int, default=0,
                         help="torch threads of each server (0 = torch's default: one per core)")
     parser.add_argument("--json", help="write the figures here too")
@@ -174,8 +189,10 @@ def main(argv: list[str] | None = None) -> int:
     clients = sorted({int(part) for part in args.clients.split(",") if part.strip()})
     if not clients or clients[0] < 1:
         parser.error(f"--clients: positive counts, got {args.clients!r}")
-    if not 0 <= args.fast_threshold <= 1:
-        parser.error(f"--fast-threshold: 0 (off) or a probability in (0, 1], got {args.fast_threshold}")
+    try:
+        fast = fast_fields(args.fast, args.max_tokens)
+    except ValueError as err:
+        parser.error(f"--fast: {err}")
 
     with tempfile.TemporaryDirectory(prefix="diffucoder-bench-") as scratch:
         model = args.model or str(random_model_dir(Path(scratch) / "tiny-random", preset="tiny", vocab_size=1024))
@@ -187,9 +204,8 @@ def main(argv: list[str] | None = None) -> int:
                       "continuous": common}
         modes = {"one at a time": ("one at a time", {}), "whole batches": ("whole batches", {}),
                  "continuous": ("continuous", {})}
-        if args.fast_threshold:
-            modes[f"continuous + threshold {args.fast_threshold:g}"] = ("continuous",
-                                                                       {"threshold": args.fast_threshold})
+        if fast:
+            modes["continuous + " + ", ".join(f"{k} {v:g}" for k, v in fast.items())] = ("continuous", fast)
         servers = {name: ServerProcess(server_command(model, overrides=overrides), Path(scratch) / f"{i}.log")
                    for i, (name, overrides) in enumerate(servers_of.items())}
         monitors = {}

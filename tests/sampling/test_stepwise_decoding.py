@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from diffucoder.sampling import SamplingConfig, SamplingError, diffusion_generate
-from diffucoder.sampling.stepwise import RowDecode, step_rows
+from diffucoder.sampling.stepwise import RowDecode, _buckets, row_logits, step_rows
 
 from sampling_helpers import micro_model, random_prompts
 
@@ -65,7 +65,6 @@ def test_a_padded_shared_forward_gives_each_row_its_own_logits_to_rounding(model
     prompts = random_prompts([4, 11, 7], seed=2, high=500)
     rows = [RowDecode.start(model, p, SamplingConfig(max_new_tokens=n, steps=n, temperature=0.0),
                             torch.Generator().manual_seed(0)) for p, n in zip(prompts, (6, 9, 4))]
-    from diffucoder.sampling.stepwise import row_logits
     shared = row_logits(model, rows)
     for row, logits in zip(rows, shared):
         ones = torch.ones(1, row.length, dtype=torch.long)
@@ -97,3 +96,31 @@ def test_start_refuses_what_the_sampler_refuses(model):
     with pytest.raises(SamplingError, match="block by block"):
         RowDecode.start(model, [1, 2], SamplingConfig(max_new_tokens=8, steps=8, mode="approx_dual_cache",
                                                       block_size=4), torch.Generator())
+
+
+def test_rows_of_unlike_lengths_are_cut_into_forwards_with_bounded_padding(model):
+    config = SamplingConfig(max_new_tokens=4, steps=4, temperature=0.0)
+    rows = [RowDecode.start(model, p, config, torch.Generator()) for p in random_prompts([16, 14, 12, 6, 5, 1])]
+    lengths = lambda buckets: [[row.length for row in bucket] for bucket in buckets]   # noqa: E731
+    longest_first = sorted(rows, key=lambda row: -row.length)
+    # lengths 20 18 16 10 9 5: padding of [20, 18, 16, 10] = 1 - 64/80 = 0.20, adding 9 makes 0.27;
+    # [9, 5] would be 1 - 14/18 = 0.22
+    assert lengths(_buckets(longest_first, 0.2)) == [[20, 18, 16, 10], [9], [5]]
+    assert lengths(_buckets(longest_first, 0.1)) == [[20, 18, 16], [10, 9], [5]]
+    assert lengths(_buckets(longest_first, 1.0)) == [[20, 18, 16, 10, 9, 5]]
+    one, split = row_logits(model, rows, 1.0), row_logits(model, rows, 0.0)   # one forward; six
+    for a, b in zip(one, split):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_greedy_rows_of_one_config_step_together_as_each_alone(model):
+    """Deterministic rows share the sampler's batched step; their tokens are each row's own."""
+    config = SamplingConfig(max_new_tokens=8, steps=8, temperature=0.0, alg="entropy", batch_invariant=True)
+    prompts = random_prompts([5, 9, 3, 7], seed=4, high=500)
+    rows = [RowDecode.start(model, p, config, torch.Generator().manual_seed(0)) for p in prompts]
+    for _ in range(3):   # rows at different steps: the later ones start 3 steps behind
+        step_rows(model, rows[:2])
+    while not all(row.done for row in rows):
+        step_rows(model, [row for row in rows if not row.done])
+    for prompt, row in zip(prompts, rows):
+        assert row.completion.tolist() == alone(model, prompt, config, 0)

@@ -173,30 +173,6 @@ async def test_rows_join_a_running_batch_at_step_boundaries_and_equal_the_sample
 
 
 @pytest.mark.asyncio
-async def test_unlike_lengths_wait_for_the_padding_bound_and_the_hold_limit(engine, parser):
-    short = rows(parser, "a", "b", max_tokens=4, steps=4)
-    long = rows(parser, "a" * 60, max_tokens=32, steps=32)
-    stepper = CountingStepper(engine)
-    batcher = await started(Recorder(engine), stepper=stepper, max_wait_s=0.0, max_padding=0.2, max_hold_s=60.0)
-    got = await asyncio.gather(batcher.submit(short[:1]), batcher.submit(long), batcher.submit(short[1:]))
-    # the long row never shared a step with a short one (too much padding); the short rows did
-    sizes = [len(steps) for steps in stepper.steps]
-    assert max(sizes) == 2 and sizes.count(1) >= 32
-    assert [g[0] for g in got] == [alone(engine, short[0]), alone(engine, long[0]), alone(engine, short[1])]
-    await batcher.close()
-
-    stepper = CountingStepper(engine)
-    held = await started(Recorder(engine), stepper=stepper, max_wait_s=0.0, max_padding=0.2, max_hold_s=0.0)
-    first = asyncio.ensure_future(held.submit(short[:1]))
-    while not stepper.steps:
-        await asyncio.sleep(0.001)
-    await asyncio.gather(first, held.submit(long), held.submit(short[1:]))
-    # held past its limit, the long row stops the younger short row from passing it
-    assert max(len(steps) for steps in stepper.steps) == 1
-    await held.close()
-
-
-@pytest.mark.asyncio
 async def test_a_client_gone_mid_decode_leaves_at_the_next_boundary(engine, parser):
     stepper = CountingStepper(engine)
     batcher = await started(Recorder(engine), stepper=stepper, max_wait_s=0.0)

@@ -6,13 +6,11 @@
     batcher.begin_drain(); await batcher.drained(timeout=30); await batcher.close()
 
 Continuous batching (with a ``stepper``, for the rows it can step: the exact mode). A running
-set of at most ``max_batch_size`` rows advances one denoising step at a time, each step one
-forward for every row that commits (``sampling.stepwise``); at each step boundary finished rows
-leave (answered at once) and waiting rows join, whatever step the others are at. A row joins
-only if the running set's padding stays within ``max_padding`` (the share of the padded forward
-that is padding: rows of unlike lengths wait for a better-matched set), except that a row passed
-over for longer than ``max_hold_s`` stops younger rows from joining until it fits. An idle
-decoder gives the first rows up to ``max_wait_s`` to gather.
+set of at most ``max_batch_size`` rows advances one denoising step at a time, the rows that
+commit sharing forwards (``sampling.stepwise``: rows of unlike lengths split so that padding
+stays bounded); at each step boundary finished rows leave (answered at once) and waiting rows
+join, oldest first, whatever step the others are at. An idle decoder gives the first rows up
+to ``max_wait_s`` to gather.
 
 Whole batches (rows the stepper cannot step: the approximate cached modes; every row without
 a stepper). Rows wait in groups of equal ``batch_key`` (same length, schedule and sampler); the
@@ -61,11 +59,9 @@ class _Waiting:
 
 class Batcher:
     def __init__(self, run_batch: Callable[[list], list], *, max_batch_size: int, max_wait_s: float,
-                 queue_size: int, retry_after_s: int = 1, stepper: Stepper | None = None,
-                 max_padding: float = 0.5, max_hold_s: float = 1.0):
+                 queue_size: int, retry_after_s: int = 1, stepper: Stepper | None = None):
         self.run_batch, self.max_batch_size, self.max_wait_s = run_batch, max_batch_size, max_wait_s
-        self.queue_size, self.retry_after_s = queue_size, retry_after_s
-        self.stepper, self.max_padding, self.max_hold_s = stepper, max_padding, max_hold_s
+        self.queue_size, self.retry_after_s, self.stepper = queue_size, retry_after_s, stepper
         self._groups: dict[tuple, deque[_Waiting]] = {}   # whole-batch rows, by batch key
         self._joining: deque[_Waiting] = deque()          # rows waiting to join the running set
         self._running: list[_Waiting] = []                # the running set (continuous batching)
@@ -215,24 +211,16 @@ class Batcher:
         self._join(gathered=True)
 
     def _join(self, gathered: bool = False) -> None:
-        """At a step boundary: waiting rows join the running set, oldest first, while it has room
-        and its padding stays bounded. An empty set takes rows only once gathered (or draining)."""
+        """At a step boundary: waiting rows join the running set, oldest first, while it has room.
+        An empty set takes rows only once gathered (or draining)."""
         if not self._joining or (not self._running and not gathered and not self.draining):
             return
-        now, joined = time.monotonic(), []
-        for entry in list(self._joining):
-            if len(self._running) >= self.max_batch_size:
-                break
-            if entry.future.done():   # the client went away while it waited
-                self._joining.remove(entry)
-                self._count(-1)
-                continue
-            if self._running and not self._fits(entry):
-                if now - entry.arrived >= self.max_hold_s:
-                    break             # held long enough: nothing younger passes it
-                continue
-            self._joining.remove(entry)
+        now = time.monotonic()
+        while self._joining and len(self._running) < self.max_batch_size:
+            entry = self._joining.popleft()
             self._count(-1)
+            if entry.future.done():   # the client went away while it waited
+                continue
             try:
                 entry.state = self.stepper.start(entry.row)
             except Exception:
@@ -241,19 +229,9 @@ class Batcher:
                 continue
             entry.arrived = now       # from here on: when it joined (for the row's decode time)
             self._running.append(entry)
-            joined.append(entry)
         self.decoding = len(self._running) + len(self._in_worker)
         metrics.DECODING.set(self.decoding)
         self._count(0)
-
-    def _fits(self, entry: _Waiting) -> bool:
-        """Whether the shared forward's padding stays within ``max_padding`` with this row in it
-        (a ``batch_invariant`` row has a forward of its own: it always fits)."""
-        shared = [_length(e.row) for e in self._running if not e.row.sampling.batch_invariant]
-        if not shared or entry.row.sampling.batch_invariant:
-            return True
-        lengths = shared + [_length(entry.row)]
-        return 1.0 - sum(lengths) / (len(lengths) * max(lengths)) <= self.max_padding
 
     async def _step(self) -> None:
         """One denoising step of the running set; answer the rows it finished, drop abandoned ones."""
@@ -328,11 +306,6 @@ class Batcher:
         self.decoding = 0
         self._count(-self.waiting)
         self._executor.shutdown(wait=False, cancel_futures=True)
-
-
-def _length(row) -> int:
-    """Columns of a row's forward: prompt + completion."""
-    return len(row.prompt_ids) + row.sampling.max_new_tokens
 
 
 def _internal_error() -> RequestError:

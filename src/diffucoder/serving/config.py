@@ -84,10 +84,7 @@ class BatchingConfig:
                                  help="how long an idle decoder waits for a batch to fill")
     max_padding: float = setting(0.5, min=0.0, max=1.0,
                                  help="continuous: largest share of a step's padded forward that may be padding "
-                                      "when a row joins (rows of unlike lengths wait for a better match)")
-    max_hold_ms: float = setting(1000.0, min=0.0, max=600_000.0,
-                                 help="continuous: a row passed over this long for padding stops younger rows "
-                                      "from joining until it fits")
+                                      "(rows of unlike lengths are split into more forwards)")
     queue_size: int = setting(256, min=1, help="requests waiting to be decoded; beyond it a 429")
     retry_after_s: int = setting(1, min=1, max=3600, help="least Retry-After of a 429/503")
 

@@ -76,8 +76,7 @@ class DiffucoderModel(kserve.Model):
         self.batcher = Batcher(self.decoder.generate, max_batch_size=self.cfg.max_batch_size,
                                max_wait_s=self.cfg.max_wait_s, queue_size=batching.queue_size,
                                retry_after_s=batching.retry_after_s,
-                               stepper=self.decoder if batching.enabled and batching.continuous else None,
-                               max_padding=batching.max_padding, max_hold_s=batching.max_hold_ms / 1000.0)
+                               stepper=self.decoder if batching.enabled and batching.continuous else None)
         await self.batcher.start()
         self.ready = True
 
