@@ -27,6 +27,16 @@ doing nothing but unpadded forwards could decode. A fast mode runs fewer forward
 its share can pass 100 %. Without ``--model`` a random-weight ``tiny`` model (4 layers,
 width 256) with a small BPE is made in a temp dir: speed is representative, the text is noise
 (and a random model is rarely confident, so a threshold gains little on it).
+
+Measured (defaults: random tiny model, 32 tokens in 32 steps, 8 requests per client, 2 rounds,
+2 cores, nothing else running). Decoded tokens/s and share of the ceiling at 1 / 4 / 16 clients:
+one at a time 169 (71 %) / 175 (42 %) / 177 (41 %); whole batches 160 / 225 / 248 (58 %);
+continuous 145 / 206 / 240 (56 %, 15.5 rows per forward against 8); continuous with a quarter of
+the steps 429 / 709 / 821 (192 %). p50 latency at 16 clients: 2.79 s, 2.03 s, 2.09 s, 0.56 s; peak
+RSS 560-610 MB. The ceiling was 1.80x at 16 clients (one forward: 4.2 ms at batch 1, 37.4 ms at
+batch 16). On two CPU cores a forward is compute-bound from batch 4 on, so batching gains little;
+what keeps continuous batching at 56 % is the padding of prompts of 4-40 words (the ceiling's
+rows are unpadded, of the mean length) and the per-row sampling of each step.
 """
 from __future__ import annotations
 

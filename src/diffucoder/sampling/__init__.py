@@ -17,7 +17,8 @@
     out = diffusion_generate(model, ids, mask, mode="approx_prefix_cache", block_size=32)
 
 Modules: ``config`` (SamplingConfig), ``schedule`` (tokens committed per step),
-``step`` (token draw, confidence, choice), ``generate`` (exact sampler),
+``step`` (token draw, confidence, choice), ``generate`` (exact sampler), ``stepwise`` (exact
+rows advanced a step at a time, sharing forwards: the server's continuous batching),
 ``cached`` (approximate cached block-wise sampler), ``output`` (GenerationOutput),
 ``text`` (tokenize / cut decoded text), ``arness`` (AR-ness@k), ``arness_report``
 and the commands ``generate`` (``cli``) and ``analyze-arness`` (``arness_cli``).

@@ -20,8 +20,9 @@ throughout, ``/v2/health/ready`` and ``/v1/models/<name>`` are 503 until the mod
 ``--model_name`` (KServe's runtimes pass ``--model_name={{.Name}}``) sets ``<name>``.
 
 Modules: ``config`` (ServeConfig), ``fields``/``requests`` (validation: a bad field is a
-4xx naming it), ``engine`` (model + tokenizer, one padded batch), ``batcher`` (dynamic
-batching, bounded queue, 429/503), ``model`` (the ``kserve.Model``), ``openai_routes``,
+4xx naming it), ``engine`` (model + tokenizer; whole batches, or rows stepped one denoising
+step at a time), ``batcher`` (continuous batching, bounded queue, 429/503), ``model`` (the
+``kserve.Model``), ``openai_routes``,
 ``http`` (body limit, error bodies), ``metrics`` (Prometheus), ``server`` (ModelServer,
 background load, draining shutdown), ``source`` (model directory or artifact URI),
 ``memory`` (GPU memory estimate, ``diffucoder serve --estimate``), ``cli``, ``smoke``.
