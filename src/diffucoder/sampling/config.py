@@ -86,6 +86,11 @@ class SamplingConfig:
                                   f"make {blocks} blocks, got steps={self.steps}")
 
     @property
+    def random(self) -> bool:
+        """Whether a decode draws random numbers (otherwise its generator's seed is irrelevant)."""
+        return self.temperature > 0 or self.alg_temp > 0 or self.alg == "origin"
+
+    @property
     def approximate(self) -> bool:
         """True for the cached modes, whose outputs differ from the exact method."""
         return self.mode != "exact"

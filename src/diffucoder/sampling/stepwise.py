@@ -71,17 +71,8 @@ class RowDecode:
         """What this step commits, and whether it is idle (no forward needed)."""
         return step_commit((self.completion == self.mask_id)[None], self.step, self.config.steps, self.config)
 
-    def next_block(self, logits: torch.Tensor | None, commit: torch.Tensor | float) -> torch.Tensor | None:
-        """The completion after this step, from its shifted ``logits`` (N, V); None when the step is idle."""
-        if logits is None:
-            return None
-        completion = self.completion[None]
-        block, _, _ = denoise_step(logits[None], completion, completion == self.mask_id, commit,
-                                   self.config, self.generator)
-        return block[0]
-
     def commit(self, block: torch.Tensor | None) -> None:
-        """End the step: ``block`` (from ``next_block``) becomes the completion."""
+        """End the step: ``block`` (None when the step was idle) becomes the completion."""
         if block is not None:
             self.x[self.prompt_length:] = block
             self.forward_passes += 1
@@ -103,16 +94,12 @@ def step_rows(model: torch.nn.Module, rows: list[RowDecode], max_padding: float 
         if not idle:
             together.setdefault(_step_key(row), []).append((row, commit))
     blocks: dict[int, torch.Tensor] = {}
-    for members in together.values():
-        if len(members) == 1:
-            row, commit = members[0]
-            blocks[id(row)] = row.next_block(logits[id(row)], commit)
-            continue
+    for members in together.values():   # a random row is alone in its group, with its own generator
         group = [row for row, _ in members]
         completions = torch.stack([row.completion for row in group])
+        commits = members[0][1] if len(members) == 1 else torch.cat([c for _, c in members])  # origin: a float
         new, _, _ = denoise_step(torch.stack([logits[id(row)] for row in group]), completions,
-                                 completions == group[0].mask_id, torch.cat([c for _, c in members]),
-                                 group[0].config, None)
+                                 completions == group[0].mask_id, commits, group[0].config, group[0].generator)
         blocks.update((id(row), block) for row, block in zip(group, new))
     for row in rows:   # every row's step computed before any row changes
         row.commit(blocks.get(id(row)))
@@ -120,10 +107,9 @@ def step_rows(model: torch.nn.Module, rows: list[RowDecode], max_padding: float 
 
 def _step_key(row: RowDecode) -> object:
     """Rows with equal keys can take their step as one batch: deterministic steps of one config."""
-    c = row.config
-    if c.temperature > 0 or c.alg_temp > 0 or c.alg == "origin":
+    if row.config.random:
         return id(row)   # draws from its own generator
-    return dataclasses.astuple(dataclasses.replace(c, seed=0))
+    return dataclasses.astuple(dataclasses.replace(row.config, seed=0))
 
 
 def row_logits(model: torch.nn.Module, rows: list[RowDecode], max_padding: float = 0.25) -> list[torch.Tensor]:

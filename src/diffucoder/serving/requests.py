@@ -43,9 +43,8 @@ class GenerationRequest:
 
     @property
     def random(self) -> bool:
-        """Whether the decode draws random numbers (otherwise the generator's seed is irrelevant)."""
-        s = self.sampling
-        return s.temperature > 0 or s.alg_temp > 0 or s.alg == "origin"
+        """Whether the decode draws random numbers (``SamplingConfig.random``)."""
+        return self.sampling.random
 
     @property
     def batch_key(self) -> tuple:
