@@ -14,6 +14,12 @@ evaluation. So a resume from a bit-identical checkpoint sometimes continued with
 different weights: the divergence the fault campaign found (``benchmarks/faults.py``).
 One single-threaded call first (16 elements, below PyTorch's parallel grain) sets VML up, and no
 later call is inexact. ``tests/model/test_numerics.py`` forks hundreds of fresh processes to check.
+
+The call names its device: ``from_pretrained`` builds the model under ``torch.device("meta")``,
+where a tensor without a device is a shape with no data and the warm-up would compute nothing.
+That was a second divergence, on every path that loads a model rather than building one (SFT and
+RL start from a checkpoint; evaluation and serving load one): a resumed SFT run diverged in 4 of
+20 campaign trials until the warm-up ran on the CPU whatever the ambient device.
 """
 from __future__ import annotations
 
@@ -25,4 +31,4 @@ import torch
 @functools.cache
 def warm_up_vector_math() -> None:
     """Make this process's first MKL vector-math call a single-threaded one (see the module doc)."""
-    torch.exp(torch.zeros(16))
+    torch.exp(torch.zeros(16, device="cpu"))   # "cpu" even under from_pretrained's meta-device context
