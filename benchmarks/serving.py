@@ -144,9 +144,17 @@ def summarize(name: str, clients: int, runs: list[dict], max_tokens: int, peak_r
             "peak_rss_mb": peak_rss / 2**20}
 
 
-def forward_seconds(model_dir: str, batches: list[int], length: int, threads: int) -> dict[int, float]:
-    """Seconds of one model forward at each batch size, ``length`` tokens a row, in this process
-    with the servers' thread count (every diffusion step is one forward over prompt + completion)."""
+def mean_prompt_tokens(model_dir: str, texts: list[str]) -> float:
+    from diffucoder.sampling import load_tokenizer
+    tokenizer = load_tokenizer(model_dir)
+    return statistics.mean(len(ids) for ids in tokenizer(texts)["input_ids"])
+
+
+def forward_seconds(model_dir: str, batches: list[int], length: int, new: int, threads: int) -> dict[int, float]:
+    """Seconds of one decoding step's model work at each batch size, in this process with the
+    servers' thread count: the layers over ``length`` tokens a row (prompt + completion: every
+    diffusion step is one forward over both), the LM head at the ``new`` completion columns (the
+    only logits a step reads). Rows of one length, so no padding and no packing."""
     import torch
 
     from diffucoder.model import load_model
@@ -154,15 +162,20 @@ def forward_seconds(model_dir: str, batches: list[int], length: int, threads: in
         torch.set_num_threads(threads)
     model = load_model(model_dir).eval()
     vocab = model.config.vocab_size
+
+    def step(tokens):
+        hidden = model.model(input_ids=tokens).last_hidden_state
+        return model.lm_head(hidden[:, -new - 1:-1])
+
     out = {}
     for batch in batches:
         tokens = torch.randint(0, vocab - 4, (batch, length))
         with torch.no_grad():
             for _ in range(3):
-                model(tokens)
+                step(tokens)
             started = time.perf_counter()
             for _ in range(10):
-                model(tokens)
+                step(tokens)
         out[batch] = (time.perf_counter() - started) / 10
     return out
 
@@ -245,9 +258,10 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             for server in servers.values():
                 server.stop()
-        typical = round(statistics.mean(len(p.split()) for p in prompts(64, 0))) + args.max_tokens
-        forward = forward_seconds(model, sorted({1, *clients}), typical, args.server_threads)
-    for f in figures:   # a server doing nothing but unpadded forwards of ``clients`` rows, one per step
+        sent = [p for count in clients for r in range(args.rounds) for p in prompts(count * args.requests, r)]
+        typical = round(mean_prompt_tokens(model, sent)) + args.max_tokens
+        forward = forward_seconds(model, sorted({1, *clients}), typical, args.max_tokens, args.server_threads)
+    for f in figures:   # a server doing nothing but the model work of ``clients`` rows, one step at a time
         f["ceiling_tokens_per_s"] = f["clients"] / forward[f["clients"]]
         f["share_of_ceiling"] = f["decoded_tokens_per_s"] / f["ceiling_tokens_per_s"]
     print(f"\n{'mode':<28} {'clients':>7} {'req/s':>7} {'dec tok/s':>10} {'p50 s':>7} {'p99 s':>7} "

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from diffucoder.sampling import SamplingConfig, SamplingError, diffusion_generate
-from diffucoder.sampling.stepwise import RowDecode, _buckets, row_logits, step_rows
+from diffucoder.sampling.stepwise import RowDecode, row_logits, step_rows
 
 from sampling_helpers import micro_model, random_prompts
 
@@ -61,7 +61,7 @@ def test_rows_joining_at_step_boundaries_equal_each_prompt_decoded_alone(model):
         assert MASK not in tokens
 
 
-def test_a_padded_shared_forward_gives_each_row_its_own_logits_to_rounding(model):
+def test_a_packed_shared_forward_gives_each_row_its_own_logits_to_rounding(model):
     prompts = random_prompts([4, 11, 7], seed=2, high=500)
     rows = [RowDecode.start(model, p, SamplingConfig(max_new_tokens=n, steps=n, temperature=0.0),
                             torch.Generator().manual_seed(0)) for p, n in zip(prompts, (6, 9, 4))]
@@ -98,19 +98,19 @@ def test_start_refuses_what_the_sampler_refuses(model):
                                                       block_size=4), torch.Generator())
 
 
-def test_rows_of_unlike_lengths_are_cut_into_forwards_with_bounded_padding(model):
+def test_rows_of_unlike_lengths_share_one_forward_with_no_padding(model):
     config = SamplingConfig(max_new_tokens=4, steps=4, temperature=0.0)
     rows = [RowDecode.start(model, p, config, torch.Generator()) for p in random_prompts([16, 14, 12, 6, 5, 1])]
-    lengths = lambda buckets: [[row.length for row in bucket] for bucket in buckets]   # noqa: E731
-    longest_first = sorted(rows, key=lambda row: -row.length)
-    # lengths 20 18 16 10 9 5: padding of [20, 18, 16, 10] = 1 - 64/80 = 0.20, adding 9 makes 0.27;
-    # [9, 5] would be 1 - 14/18 = 0.22
-    assert lengths(_buckets(longest_first, 0.2)) == [[20, 18, 16, 10], [9], [5]]
-    assert lengths(_buckets(longest_first, 0.1)) == [[20, 18, 16], [10, 9], [5]]
-    assert lengths(_buckets(longest_first, 1.0)) == [[20, 18, 16, 10, 9, 5]]
-    one, split = row_logits(model, rows, 1.0), row_logits(model, rows, 0.0)   # one forward; six
-    for a, b in zip(one, split):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    seen = []   # the token ids each forward embeds
+    hook = model.model.embed_tokens.register_forward_hook(lambda module, args, out: seen.append(args[0].shape))
+    try:
+        shared = row_logits(model, rows)
+    finally:
+        hook.remove()
+    assert seen == [torch.Size([1, 20 + 18 + 16 + 10 + 9 + 5])]   # prompts + 4 completion tokens each
+    for row, logits in zip(rows, shared):
+        direct = model(row.x[None]).logits[0, row.prompt_length - 1:-1]
+        torch.testing.assert_close(logits, direct, rtol=1e-5, atol=1e-5)
 
 
 def test_greedy_rows_of_one_config_step_together_as_each_alone(model):

@@ -10,14 +10,14 @@ sharing one forward (what a server's continuous batching runs).
     done[0].completion                         # (max_new_tokens,) token ids
 
 A row is one prompt (no padding) with its own config, generator and step counter, so rows
-of different lengths, schedules, samplers and steps decode together; rows of unlike lengths
-are split into a few forwards so that padding stays bounded. Each step runs the sampler's own
+of different lengths, schedules, samplers and steps decode together, packed end to end in one
+forward with no padding (each attends only to itself). Each step runs the sampler's own
 functions (``step_commit``, ``denoise_step``) on the row alone, or on rows that draw no random
 numbers batched as the sampler batches them (row by row independent), so a row's tokens equal
 ``diffusion_generate`` on that prompt as a batch of one with the same generator whenever the
-logits are equal: always under ``batch_invariant`` (each row's forward is run unpadded and
-alone, as the sampler runs it), and up to the ~1e-7 rounding of a padded batch otherwise
-(which can flip a near tie). Only the exact mode steps this way:
+logits are equal: always under ``batch_invariant`` (each row's forward is run alone, as the
+sampler runs it), and up to the ~1e-7 rounding of a packed forward otherwise (which can flip a
+near tie). Only the exact mode steps this way:
 the approximate cached modes decode block by block and are batched whole (``diffusion_generate``).
 """
 from __future__ import annotations
@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import torch
 
 from diffucoder.model import position_ids_from_mask
+from diffucoder.model.packing import packed_hidden_states
 from diffucoder.sampling.config import SamplingConfig
 from diffucoder.sampling.generate import SamplingError, checked_prompts, completion_logits
 from diffucoder.sampling.step import denoise_step, step_commit
@@ -80,15 +81,15 @@ class RowDecode:
 
 
 @torch.no_grad()
-def step_rows(model: torch.nn.Module, rows: list[RowDecode], max_padding: float = 0.25) -> None:
-    """Advance every row (none of them done) by one denoising step. The rows that commit share
-    left-padded forwards, as few as keep each forward's padding share within ``max_padding``
-    (``batch_invariant`` rows: one unpadded forward each); rows whose step draws no random number
+def step_rows(model: torch.nn.Module, rows: list[RowDecode]) -> None:
+    """Advance every row (none of them done) by one denoising step. The rows that commit share one
+    packed forward (``model.packing``: no padding, logits only at the completions; ``batch_invariant``
+    rows: one forward each, the sampler's own); rows whose step draws no random number
     and that share a config then take their step together (the sampler's batched step, whose
     rows are independent), every other row alone with its own generator."""
     plans = [(row, *row.plan()) for row in rows]
     working = [row for row, _, idle in plans if not idle]
-    logits = dict(zip(map(id, working), row_logits(model, working, max_padding)))
+    logits = dict(zip(map(id, working), row_logits(model, working)))
     together: dict[object, list[tuple[RowDecode, torch.Tensor | float]]] = {}
     for row, commit, idle in plans:
         if not idle:
@@ -112,39 +113,22 @@ def _step_key(row: RowDecode) -> object:
     return dataclasses.astuple(dataclasses.replace(row.config, seed=0))
 
 
-def row_logits(model: torch.nn.Module, rows: list[RowDecode], max_padding: float = 0.25) -> list[torch.Tensor]:
+def row_logits(model: torch.nn.Module, rows: list[RowDecode]) -> list[torch.Tensor]:
     """Each row's shifted completion logits (N_i, V), in order (see ``step_rows``)."""
     out: dict[int, torch.Tensor] = {}
-    shared = sorted((row for row in rows if not row.config.batch_invariant), key=lambda row: -row.length)
+    shared = [row for row in rows if not row.config.batch_invariant]
     for row in rows:
         if row.config.batch_invariant:   # the sampler's own call, on the row alone
             ones = torch.ones((1, row.length), dtype=torch.long, device=row.x.device)
             out[id(row)] = completion_logits(model, row.x[None], ones, position_ids_from_mask(ones),
                                               row.prompt_length, True)[0]
-    for bucket in _buckets(shared, max_padding):
-        width = bucket[0].length
-        device = bucket[0].x.device
-        ids = torch.full((len(bucket), width), bucket[0].mask_id, dtype=torch.long, device=device)
-        attention = torch.zeros((len(bucket), width), dtype=torch.long, device=device)
-        for i, row in enumerate(bucket):   # left-padded: every completion ends at the last column
-            ids[i, width - row.length:] = row.x
-            attention[i, width - row.length:] = 1
-        logits = model(ids, attention_mask=attention, position_ids=position_ids_from_mask(attention)).logits
-        for i, row in enumerate(bucket):
-            new = row.config.max_new_tokens
-            out[id(row)] = logits[i, width - new - 1:width - 1]
+    if shared:   # one packed forward: no padding; logits only where the step reads them
+        hidden = packed_hidden_states(model, [row.x for row in shared])
+        read, end = [], 0
+        for row in shared:   # the logit at column j - 1 predicts token j
+            end += row.length
+            read.append(torch.arange(end - row.config.max_new_tokens - 1, end - 1, device=hidden.device))
+        logits = model.lm_head(hidden[torch.cat(read)])
+        for row, part in zip(shared, logits.split([row.config.max_new_tokens for row in shared])):
+            out[id(row)] = part
     return [out[id(row)] for row in rows]
-
-
-def _buckets(rows: list[RowDecode], max_padding: float) -> list[list[RowDecode]]:
-    """Rows (longest first) cut into runs whose padded forward is at most ``max_padding`` padding."""
-    buckets: list[list[RowDecode]] = []
-    for row in rows:
-        if buckets:
-            bucket = buckets[-1]
-            tokens = sum(r.length for r in bucket) + row.length
-            if 1.0 - tokens / ((len(bucket) + 1) * bucket[0].length) <= max_padding:
-                bucket.append(row)
-                continue
-        buckets.append([row])
-    return buckets

@@ -82,9 +82,6 @@ class BatchingConfig:
     max_batch_size: int = setting(16, min=1, help="requests (rows) decoded together")
     max_wait_ms: float = setting(10.0, min=0.0, max=10_000.0,
                                  help="how long an idle decoder waits for a batch to fill")
-    max_padding: float = setting(0.5, min=0.0, max=1.0,
-                                 help="continuous: largest share of a step's padded forward that may be padding "
-                                      "(rows of unlike lengths are split into more forwards)")
     queue_size: int = setting(256, min=1, help="requests waiting to be decoded; beyond it a 429")
     retry_after_s: int = setting(1, min=1, max=3600, help="least Retry-After of a 429/503")
 

@@ -87,7 +87,7 @@ class Engine:
         return RowDecode.start(self.model, row.prompt_ids, row.sampling, self.generator(row))
 
     def step(self, states: list[RowDecode]) -> None:
-        step_rows(self.model, states, self.cfg.batching.max_padding)
+        step_rows(self.model, states)
 
     def complete(self, row, state: RowDecode) -> Completion:
         return self.finish(row, state.completion.tolist())
