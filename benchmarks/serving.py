@@ -19,11 +19,14 @@ x max_tokens: the work a diffusion decode does whatever the text), p50/p99 laten
 (the server's /metrics: per whole batch, or per step of the running set), the server's peak RSS
 (psutil, every 20 ms), and the share of the ceiling.
 
-The ceiling: with the servers stopped, one model forward over rows of the prompts' mean length +
-``max_tokens`` at batch 1 and at batch = clients, in this process with the servers' thread count.
-An exact decode of ``max_tokens`` in as many steps is that many forwards, so the ceiling is
-``clients x max_tokens / (max_tokens x forward seconds at batch = clients)`` tokens/s: what a server
-doing nothing but unpadded forwards could decode. A fast mode runs fewer forwards per token, so
+The ceiling: one decoding step's model work for rows of the prompts' mean token count +
+``max_tokens`` (the layers over every token, the LM head at the completion columns), at batch 1
+and at batch = clients, in this process with the servers' thread count, timed after every round
+while the servers are idle (so it shares the round's stretch of time: these machines drift by a
+third within minutes) and averaged over the rounds. An exact decode of ``max_tokens`` in as many
+steps is that many forwards, so the ceiling is ``clients x max_tokens / (max_tokens x step seconds
+at batch = clients)`` tokens/s: what a server doing nothing but the model work of equal-length
+rows could decode. A fast mode runs fewer forwards per token, so
 its share can pass 100 %. Without ``--model`` a random-weight ``tiny`` model (4 layers,
 width 256) with a small BPE is made in a temp dir: speed is representative, the text is noise
 (and a random model is rarely confident, so a threshold gains little on it).
@@ -150,36 +153,31 @@ def mean_prompt_tokens(model_dir: str, texts: list[str]) -> float:
     return statistics.mean(len(ids) for ids in tokenizer(texts)["input_ids"])
 
 
-def forward_seconds(model_dir: str, batches: list[int], length: int, new: int, threads: int) -> dict[int, float]:
-    """Seconds of one decoding step's model work at each batch size, in this process with the
-    servers' thread count: the layers over ``length`` tokens a row (prompt + completion: every
-    diffusion step is one forward over both), the LM head at the ``new`` completion columns (the
-    only logits a step reads). Rows of one length, so no padding and no packing."""
-    import torch
+class StepWork:
+    """One decoding step's model work for ``batch`` rows, timed in this process with the servers'
+    thread count: the layers over ``length`` tokens a row (prompt + completion: every diffusion step
+    is one forward over both) and the LM head at the ``new`` completion columns (the only logits a
+    step reads). Rows of one length: no padding, no packing."""
 
-    from diffucoder.model import load_model
-    if threads:
-        torch.set_num_threads(threads)
-    model = load_model(model_dir).eval()
-    vocab = model.config.vocab_size
+    def __init__(self, model_dir: str, length: int, new: int, threads: int):
+        import torch
 
-    def step(tokens):
-        hidden = model.model(input_ids=tokens).last_hidden_state
-        return model.lm_head(hidden[:, -new - 1:-1])
+        from diffucoder.model import load_model
+        if threads:
+            torch.set_num_threads(threads)
+        self.torch, self.length, self.new = torch, length, new
+        self.model = load_model(model_dir).eval()
 
-    inputs = {batch: torch.randint(0, vocab - 4, (batch, length)) for batch in batches}
-    out = {batch: float("inf") for batch in batches}
-    with torch.no_grad():
-        for batch in batches:
-            for _ in range(3):
-                step(inputs[batch])
-        for _ in range(7):   # rounds over the batch sizes; the best round: what the hardware can do
-            for batch in batches:
-                started = time.perf_counter()
-                for _ in range(5):
-                    step(inputs[batch])
-                out[batch] = min(out[batch], (time.perf_counter() - started) / 5)
-    return out
+    def seconds(self, batch: int, repeats: int = 5) -> float:
+        torch, model = self.torch, self.model
+        tokens = torch.randint(0, model.config.vocab_size - 4, (batch, self.length))
+        with torch.no_grad():
+            for _ in range(2):
+                model.lm_head(model.model(input_ids=tokens).last_hidden_state[:, -self.new - 1:-1])
+            started = time.perf_counter()
+            for _ in range(repeats):
+                model.lm_head(model.model(input_ids=tokens).last_hidden_state[:, -self.new - 1:-1])
+        return (time.perf_counter() - started) / repeats
 
 
 def fast_fields(text: str, max_tokens: int) -> dict[str, float]:
@@ -245,7 +243,11 @@ def main(argv: list[str] | None = None) -> int:
                   f"{args.max_tokens}; greedy; server torch threads: "
                   f"{args.server_threads or 'default'} (cores: {os.cpu_count()}); "
                   f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}", flush=True)
+            sent = [p for count in clients for r in range(args.rounds) for p in prompts(count * args.requests, r)]
+            typical = round(mean_prompt_tokens(model, sent)) + args.max_tokens
+            work = StepWork(model, typical, args.max_tokens, args.server_threads)
             runs: dict[tuple[str, int], list[dict]] = {(m, c): [] for m in modes for c in clients}
+            timed: dict[int, list[float]] = {b: [] for b in {1, *clients}}
             for count in clients:
                 for round_index in range(args.rounds):
                     for name, (server, fields) in modes.items():
@@ -254,15 +256,15 @@ def main(argv: list[str] | None = None) -> int:
                         runs[(name, count)].append(result)
                         print(f"  {count} clients, round {round_index + 1}, {name}: "
                               f"{result['requests'] / result['wall_s']:.2f} req/s", flush=True)
+                    for batch in {1, count}:   # the ceiling in the same stretch of time (these machines drift)
+                        timed[batch].append(work.seconds(batch))
             peaks = {name: monitor.stop() for name, monitor in monitors.items()}
             figures = [summarize(name, count, runs[(name, count)], args.max_tokens, peaks[modes[name][0]])
                        for count in clients for name in modes]
         finally:
             for server in servers.values():
                 server.stop()
-        sent = [p for count in clients for r in range(args.rounds) for p in prompts(count * args.requests, r)]
-        typical = round(mean_prompt_tokens(model, sent)) + args.max_tokens
-        forward = forward_seconds(model, sorted({1, *clients}), typical, args.max_tokens, args.server_threads)
+        forward = {batch: statistics.mean(seconds) for batch, seconds in timed.items()}
     for f in figures:   # a server doing nothing but the model work of ``clients`` rows, one step at a time
         f["ceiling_tokens_per_s"] = f["clients"] / forward[f["clients"]]
         f["share_of_ceiling"] = f["decoded_tokens_per_s"] / f["ceiling_tokens_per_s"]
@@ -272,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{f['mode']:<28} {f['clients']:>7} {f['requests_per_s']:>7.2f} {f['decoded_tokens_per_s']:>10.1f} "
               f"{f['p50_s']:>7.2f} {f['p99_s']:>7.2f} {f['rows_per_forward']:>8.2f} "
               f"{f['ceiling_tokens_per_s']:>8.1f} {f['share_of_ceiling']:>6.0%} {f['peak_rss_mb']:>12.0f}")
-    print(f"\nthe ceiling, ~{typical} tokens a row (servers stopped): one forward takes "
+    print(f"\nthe ceiling, ~{typical} tokens a row (timed after each round, servers idle): one step's work takes "
           + ", ".join(f"{1000 * forward[b]:.1f} ms at batch {b}" for b in sorted(forward))
           + f"; batching can gain at most {forward[1] * max(clients) / forward[max(clients)]:.2f}x at "
             f"{max(clients)} clients")
