@@ -122,7 +122,7 @@ class Checkpoints:
         try:
             with _writing(staging, f"checkpoint of step {step}: writing {staging}",
                           (OSError, RuntimeError)):   # torch.save's failed write is a RuntimeError
-                staging.mkdir(parents=True)
+                _make_rank_dir(staging)
                 engine.save_state(staging / ENGINE_DIR)
                 torch.save(state.state_dict(), staging / STATE_FILE)
             name = step_name(step) if self.env.is_main else part_name(step, self.env.rank)
@@ -180,6 +180,7 @@ class Checkpoints:
             return None
         target = self.workdir / "checkpoint-restore" / f"rank-{self.env.rank:05d}"
         _remove(target)   # a killed restore's
+        _make_rank_dir(target)
         try:
             self.store.get_artifact(step_name(step), target / "main", overwrite=True)
             own = target / "main"
@@ -218,6 +219,20 @@ def _writing(where: Path, what: str, failures: tuple[type[BaseException], ...] =
         raise DiffucoderError(f"{what}: {err} ({free / 1e6:.1f} MB free there); no part of this checkpoint "
                               "is visible, the previous one is whole" + ("; free space and rerun to resume"
                                                                           if full else "")) from err
+
+
+def _make_rank_dir(rank_dir: Path, attempts: int = 1000) -> None:
+    """Create a rank's staging / restore dir. Another rank's ``_remove`` can take the shared parent
+    away inside ``mkdir(parents=True)`` (after creating it: FileNotFoundError; after finding it:
+    FileExistsError; a resumed 2-rank run failed so); once the rank's dir exists the parent is not
+    empty and stays, so try again."""
+    for _ in range(attempts):
+        try:
+            rank_dir.mkdir(parents=True, exist_ok=True)
+            return
+        except (FileNotFoundError, FileExistsError):
+            continue
+    raise DiffucoderError(f"{rank_dir}: its parent was removed {attempts} times while creating it")
 
 
 def _remove(rank_dir: Path) -> None:
