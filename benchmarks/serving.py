@@ -33,13 +33,17 @@ width 256) with a small BPE is made in a temp dir: speed is representative, the 
 
 Measured (defaults: random tiny model, 32 tokens in 32 steps, 8 requests per client, 2 rounds,
 2 cores, nothing else running). Decoded tokens/s and share of the ceiling at 1 / 4 / 16 clients:
-one at a time 169 (71 %) / 175 (42 %) / 177 (41 %); whole batches 160 / 225 / 248 (58 %);
-continuous 145 / 206 / 240 (56 %, 15.5 rows per forward against 8); continuous with a quarter of
-the steps 429 / 709 / 821 (192 %). p50 latency at 16 clients: 2.79 s, 2.03 s, 2.09 s, 0.56 s; peak
-RSS 560-610 MB. The ceiling was 1.80x at 16 clients (one forward: 4.2 ms at batch 1, 37.4 ms at
-batch 16). On two CPU cores a forward is compute-bound from batch 4 on, so batching gains little;
-what keeps continuous batching at 56 % is the padding of prompts of 4-40 words (the ceiling's
-rows are unpadded, of the mean length) and the per-row sampling of each step.
+one at a time 176 (86 %) / 181 (52 %) / 179 (43 %); whole batches 173 / 235 / 229 (55 %);
+continuous 155 / 266 / 322 (78 %, 15.4 rows per forward against 8); continuous with a quarter of
+the steps 446 / 804 / 1025 (247 %). p50 latency at 16 clients: 2.80 s, 2.18 s, 1.52 s, 0.45 s; peak
+RSS 560-590 MB. The ceiling gains at most 2.02x at 16 clients (one step's work: 4.9 ms at batch 1,
+38.6 ms at batch 16, rows of 62 tokens). Before continuous batching packed its rows (padded
+forwards): continuous 240 tokens/s at 16 clients, whole batches 248. Five more runs put continuous
+at 309-352 tokens/s; its share moved with the ceiling's timing (59-94 % before the ceiling was
+timed beside each round). What keeps it below the ceiling: a packed forward of rows of unlike
+lengths costs about 10 % more than one of equal rows (attention runs row by row), and on two cores
+the clients and the HTTP server take their CPU from the forward; ``step_rows`` alone, timed against
+the ceiling's work in one process, reached about 85 %.
 """
 from __future__ import annotations
 
