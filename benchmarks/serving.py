@@ -172,15 +172,18 @@ class StepWork:
         self.torch, self.length, self.new = torch, length, new
         self.model = load_model(model_dir).eval()
 
+    def step(self, tokens):
+        hidden = self.model.model(input_ids=tokens).last_hidden_state
+        return self.model.lm_head(hidden[:, -self.new - 1:-1])
+
     def seconds(self, batch: int, repeats: int = 5) -> float:
-        torch, model = self.torch, self.model
-        tokens = torch.randint(0, model.config.vocab_size - 4, (batch, self.length))
-        with torch.no_grad():
+        tokens = self.torch.randint(0, self.model.config.vocab_size - 4, (batch, self.length))
+        with self.torch.no_grad():
             for _ in range(2):
-                model.lm_head(model.model(input_ids=tokens).last_hidden_state[:, -self.new - 1:-1])
+                self.step(tokens)
             started = time.perf_counter()
             for _ in range(repeats):
-                model.lm_head(model.model(input_ids=tokens).last_hidden_state[:, -self.new - 1:-1])
+                self.step(tokens)
         return (time.perf_counter() - started) / repeats
 
 
