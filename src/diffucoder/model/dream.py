@@ -30,6 +30,7 @@ from transformers.modeling_outputs import MaskedLMOutput
 from transformers.models.qwen2.modeling_qwen2 import Qwen2Model, Qwen2PreTrainedModel
 
 from diffucoder.errors import DiffucoderError
+from diffucoder.model.allocator import keep_freed_memory
 from diffucoder.model.config import DREAM_MODEL_TYPE, DreamConfig
 from diffucoder.model.numerics import warm_up_vector_math
 
@@ -88,6 +89,7 @@ class DreamModel(Qwen2PreTrainedModel):
     def __init__(self, config: DreamConfig):
         config.validate()  # catches fields edited after construction, before any weight is allocated
         warm_up_vector_math()   # before this process's first forward (model.numerics)
+        keep_freed_memory()     # forwards reuse freed activations' pages (model.allocator)
         super().__init__(config)
         self.model = Qwen2Model(config)
         self.vocab_size = config.vocab_size
