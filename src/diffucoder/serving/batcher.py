@@ -7,10 +7,9 @@
 
 Continuous batching (with a ``stepper``, for the rows it can step: the exact mode). A running
 set of at most ``max_batch_size`` rows advances one denoising step at a time, the rows that
-commit sharing forwards (``sampling.stepwise``: rows of unlike lengths split so that padding
-stays bounded); at each step boundary finished rows leave (answered at once) and waiting rows
-join, oldest first, whatever step the others are at. An idle decoder gives the first rows up
-to ``max_wait_s`` to gather.
+commit sharing one forward (``sampling.stepwise``: packed end to end, no padding); at each step
+boundary finished rows leave (answered at once) and waiting rows join, oldest first, whatever
+step the others are at. An idle decoder gives the first rows up to ``max_wait_s`` to gather.
 
 Whole batches (rows the stepper cannot step: the approximate cached modes; every row without
 a stepper). Rows wait in groups of equal ``batch_key`` (same length, schedule and sampler); the
