@@ -214,7 +214,7 @@ class DecoderAlone:
     """Continuous batching's decode loop without the server: ``step_rows`` (what the server's
     decoder thread runs each step) over ``batch`` of the benchmark's prompts, decoded together
     start to end with the servers' own sampler settings, on ``work``'s model in this process.
-    Against the ceiling it shows what the sampler and packing rows of unlike lengths cost; the
+    Against the ceiling it shows what the sampler and the packing of unlike rows cost; the
     server's further gap is HTTP, tokenizing, scheduling and the clients, on the same cores."""
 
     def __init__(self, work: StepWork, model_dir: str, texts: list[str], sampling):

@@ -8,7 +8,7 @@ malloc may serve such blocks with ``mmap`` and return them with ``munmap``, or t
 heap top, so that the next forward touches fresh pages, each zeroed by the kernel on first
 touch. Whether it does depends on what the process freed before (glibc adjusts its thresholds to
 that): after ``from_pretrained`` a decoding step of the tiny model at batch 16 took 5,000-11,000
-page faults and a fifth of its CPU time in the kernel. With freed blocks kept (no ``mmap`` below
+page faults and a sixth of its CPU time in the kernel. With freed blocks kept (no ``mmap`` below
 32 MiB, no trimming below 1 GiB of free heap) it takes none: the step ran in 36 ms instead of
 55, the server decoded 384 tokens/s instead of 297 at 16 clients, a tiny training step gained
 ~5 % (``benchmarks/serving.py``, ``benchmarks/train_throughput.py``;
