@@ -50,8 +50,8 @@ def test_forwards_of_a_loaded_model_stop_faulting_in_fresh_pages_unless_the_call
     # a caller's glibc setting (here a no-op one: glibc's malloc left as it comes) wins
     untouched = _forwards(model_dir, {"GLIBC_TUNABLES": "glibc.malloc.check=0"})
     assert kept["set"] is True and untouched["set"] is False
-    # measured: 0 against 4,600-8,300 faults per forward
-    assert kept["faults_per_forward"] < 500, kept
+    # measured: 0-230 (the second OpenMP thread's first touches) against 4,100-8,300 faults per forward
+    assert kept["faults_per_forward"] < 1_000, kept
     assert untouched["faults_per_forward"] > 2_000, untouched
 
 
