@@ -174,10 +174,10 @@ def summarize(name: str, clients: int, runs: list[dict], max_tokens: int, peak_r
             "peak_rss_mb": peak_rss / 2**20}
 
 
-def mean_prompt_tokens(model_dir: str, texts: list[str]) -> float:
+def prompt_ids(model_dir: str, texts: list[str]) -> list[list[int]]:
+    """``texts`` tokenized as the servers tokenize prompts (special tokens added)."""
     from diffucoder.sampling import load_tokenizer
-    tokenizer = load_tokenizer(model_dir)
-    return statistics.mean(len(ids) for ids in tokenizer(texts)["input_ids"])
+    return list(load_tokenizer(model_dir)(texts, add_special_tokens=True)["input_ids"])
 
 
 class StepWork:
@@ -213,19 +213,18 @@ class StepWork:
 class DecoderAlone:
     """Continuous batching's decode loop without the server: ``step_rows`` (what the server's
     decoder thread runs each step) over ``batch`` of the benchmark's prompts, decoded together
-    start to end with the servers' own sampler settings, on ``work``'s model in this process.
+    start to end with the servers' own sampler settings, on the ceiling's model in this process.
     Against the ceiling it shows what the sampler and the packing of unlike rows cost; the
     server's further gap is HTTP, tokenizing, scheduling and the clients, on the same cores."""
 
-    def __init__(self, work: StepWork, model_dir: str, texts: list[str], sampling):
-        from diffucoder.sampling import load_tokenizer
-        tokenizer = load_tokenizer(model_dir)
-        self.work, self.sampling = work, sampling
-        self.prompts = list(tokenizer(texts, add_special_tokens=True)["input_ids"])
+    def __init__(self, model, prompts: list[list[int]], sampling):
+        self.model, self.prompts, self.sampling = model, prompts, sampling
 
     def tokens_per_s(self, batch: int, first: int = 0) -> float:
+        import torch
+
         from diffucoder.sampling.stepwise import RowDecode, step_rows
-        torch, model = self.work.torch, self.work.model
+        model = self.model
         picked = [self.prompts[(first + i) % len(self.prompts)] for i in range(batch)]
         rows = [RowDecode.start(model, ids, self.sampling, torch.Generator().manual_seed(0)) for ids in picked]
         started = time.perf_counter()
@@ -300,11 +299,12 @@ def main(argv: list[str] | None = None) -> int:
                   f"{args.server_threads or 'default'} (cores: {os.cpu_count()}); "
                   f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}", flush=True)
             sent = [p for count in clients for r in range(args.rounds) for p in prompts(count * args.requests, r)]
-            typical = round(mean_prompt_tokens(model, sent)) + args.max_tokens
+            sent_ids = prompt_ids(model, sent)
+            typical = round(statistics.mean(map(len, sent_ids))) + args.max_tokens
             work = StepWork(model, typical, args.max_tokens, args.server_threads)
             served = RequestParser(load_config(ServeConfig, None, common), None).sampling(
                 {"max_tokens": args.max_tokens, "steps": args.max_tokens})[0]   # what the servers decode with
-            alone = DecoderAlone(work, model, sent, served)
+            alone = DecoderAlone(work.model, sent_ids, served)
             runs: dict[tuple[str, int], list[dict]] = {(m, c): [] for m in modes for c in clients}
             timed: dict[int, list[float]] = {b: [] for b in {1, *clients}}
             decoder_alone: dict[int, list[float]] = {c: [] for c in clients}

@@ -23,7 +23,6 @@ libc other than glibc.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import os
 
@@ -46,7 +45,7 @@ def keep_freed_memory() -> bool:
     """Set the thresholds (see the module doc); whether they were set."""
     if caller_chose_malloc() or not _is_glibc():
         return False
-    mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    mallopt = ctypes.CDLL(None).mallopt   # the process's own symbols: glibc's, as checked above
     # mallopt answers 1 on success; setting either threshold also stops glibc adjusting them.
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) & bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
 
