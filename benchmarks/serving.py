@@ -250,7 +250,8 @@ def fast_fields(text: str, max_tokens: int) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", help="model directory (default: a random model of --preset in a temp dir)")
-    parser.add_argument("--preset", default="tiny", help="the random model's preset when no --model (default tiny)")
+    parser.add_argument("--preset", default="tiny", choices=("tiny", "small"),
+                        help="the random model's preset when no --model (default tiny; 7b does not fit a CPU run)")
     parser.add_argument("--clients", default="1,4,16", help="comma-separated client counts (default 1,4,16)")
     parser.add_argument("--requests", type=int, default=8, help="requests per client per round")
     parser.add_argument("--rounds", type=int, default=2, help="measured rounds per mode (alternating)")
